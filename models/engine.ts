@@ -1,0 +1,168 @@
+/**
+ * Tensor engine selection. Tries, in order: @tensorflow/tfjs-node-gpu (CUDA), @tensorflow/tfjs-node
+ * (native CPU), WebGPU through the `webgpu` package (hardware adapters only), wasm, cpu.
+ * `UFLOW_BACKEND` (or an explicit `backend` option) forces one. Reports what it took and why each
+ * earlier one was skipped.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export interface EngineInfo {
+  backend: BackendName;
+  /** tfjs's own name for the backend ('tensorflow', 'webgpu', 'wasm', 'cpu'). */
+  tfBackend: string;
+  reason: string;
+  skipped: Array<{ backend: BackendName; why: string }>;
+  device: string;
+  tfjsVersion: string;
+}
+
+let current: EngineInfo | undefined;
+
+export function engineInfo(): EngineInfo | undefined {
+  return current;
+}
+
+const requireHere = createRequire(import.meta.url);
+
+/** Extra module directories to search for optional native backends (e.g. the extension's global storage). */
+function extraModuleDirs(): string[] {
+  const env = process.env.UFLOW_BACKEND_MODULES;
+  return env ? env.split(':').filter(Boolean) : [];
+}
+
+function requireOptional(name: string): unknown {
+  for (const dir of extraModuleDirs()) {
+    try {
+      return createRequire(join(dir, 'noop.js'))(name);
+    } catch {
+      /* try the next place */
+    }
+  }
+  return requireHere(name);
+}
+
+/** Where the wasm binaries are: beside the bundle (dist/) or in node_modules. */
+export function wasmDir(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [here, join(here, '..', 'dist')];
+  for (const c of candidates) if (existsSync(join(c, 'tfjs-backend-wasm-simd.wasm'))) return c + '/';
+  try {
+    return dirname(requireHere.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm')) + '/';
+  } catch {
+    return here + '/';
+  }
+}
+
+async function tryNative(gpu: boolean): Promise<string> {
+  const pkg = gpu ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+  try {
+    requireOptional(pkg);
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0] ?? '';
+    if (/Cannot find module '@tensorflow\/tfjs-node/.test(msg)) throw new Error(`${pkg} is not installed`);
+    throw new Error(`${pkg} is installed but failed to load: ${msg}`);
+  }
+  if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but its backend did not initialise`);
+  return gpu ? 'CUDA GPU (TensorFlow native)' : 'CPU (TensorFlow native)';
+}
+
+async function tryWebgpu(): Promise<string> {
+  let webgpu: { create: (a: string[]) => unknown; globals: Record<string, unknown> };
+  try {
+    webgpu = requireOptional('webgpu') as typeof webgpu;
+  } catch (e) {
+    throw new Error(`the webgpu package is not available (${(e as Error).message.split('\n')[0]})`);
+  }
+  Object.assign(globalThis, webgpu.globals);
+  const gpu = webgpu.create([]) as { requestAdapter(): Promise<null | { info?: { architecture?: string; vendor?: string; description?: string }; isFallbackAdapter?: boolean }> };
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) throw new Error('no WebGPU adapter');
+  const arch = adapter.info?.architecture ?? '';
+  if (adapter.isFallbackAdapter || /software|swiftshader|lavapipe|llvmpipe/i.test(`${arch} ${adapter.info?.description ?? ''}`)) {
+    throw new Error(`the WebGPU adapter is a software renderer (${arch || adapter.info?.description || 'fallback'}): slower than wasm`);
+  }
+  (globalThis as { navigator?: unknown }).navigator = { gpu };
+  try {
+    requireOptional('@tensorflow/tfjs-backend-webgpu');
+  } catch (e) {
+    throw new Error(`@tensorflow/tfjs-backend-webgpu is not available (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend did not initialise');
+  return `WebGPU ${adapter.info?.vendor ?? ''} ${arch}`.trim();
+}
+
+async function tryWasm(): Promise<string> {
+  setWasmPaths(wasmDir());
+  if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+  return 'CPU (WebAssembly SIMD, one thread)';
+}
+
+async function tryCpu(): Promise<string> {
+  if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
+  return 'CPU (pure JavaScript)';
+}
+
+const TRY: Record<BackendName, () => Promise<string>> = {
+  'tensorflow-gpu': () => tryNative(true),
+  tensorflow: () => tryNative(false),
+  webgpu: tryWebgpu,
+  wasm: tryWasm,
+  cpu: tryCpu,
+};
+
+export function parseBackend(name: string): BackendName {
+  if ((BACKENDS as readonly string[]).includes(name)) return name as BackendName;
+  throw new Error(`unknown backend '${name}': choose one of ${BACKENDS.join(', ')}`);
+}
+
+/**
+ * Picks and activates a backend. With `backend` (or UFLOW_BACKEND) set, only that one is tried and a
+ * failure is an error; otherwise the first that loads wins.
+ */
+export async function initEngine(opts: { backend?: string } = {}): Promise<EngineInfo> {
+  const forced = opts.backend ?? process.env.UFLOW_BACKEND;
+  // Silence tfjs's "Hi there" / platform warnings: we report the backend ourselves.
+  tf.env().set('IS_TEST', false);
+  const skipped: EngineInfo['skipped'] = [];
+  const order: BackendName[] = forced ? [parseBackend(forced)] : [...BACKENDS];
+  for (const backend of order) {
+    try {
+      const device = await TRY[backend]();
+      await tf.ready();
+      current = {
+        backend,
+        tfBackend: tf.getBackend(),
+        reason: forced ? `forced by ${opts.backend ? '--backend' : 'UFLOW_BACKEND'}` : skipped.length ? `first backend that loaded` : 'best backend',
+        skipped,
+        device,
+        tfjsVersion: tf.version_core,
+      };
+      return current;
+    } catch (e) {
+      const why = (e as Error).message;
+      if (forced) throw new Error(`backend '${backend}' was requested but cannot be used: ${why}`);
+      skipped.push({ backend, why });
+    }
+  }
+  throw new Error(`no tensor backend could be loaded: ${skipped.map((s) => `${s.backend}: ${s.why}`).join('; ')}`);
+}
+
+/** Switches to a named backend (tests run the same case on several). */
+export async function useBackend(name: BackendName): Promise<EngineInfo> {
+  return initEngine({ backend: name });
+}
+
+export function describeEngine(info: EngineInfo): string {
+  const lines = [`backend: ${info.backend} (${info.reason}) on ${info.device}, tfjs ${info.tfjsVersion}`];
+  for (const s of info.skipped) lines.push(`  skipped ${s.backend}: ${s.why}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,65 @@
+/**
+ * Golden test vectors (../shared/golden by default, or UFLOW_GOLDEN_DIR). Tests that need them call
+ * `goldenCase(t, name)`, which skips the test with a clear message when the folder is absent.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readSafetensors, toFloat32, toFloat64, type TensorMap } from '../../models/io/safetensors.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export function goldenRoot(): string {
+  return resolve(repoRoot, process.env.UFLOW_GOLDEN_DIR ?? join('..', 'shared', 'golden'));
+}
+
+export interface GoldenCase {
+  name: string;
+  dir: string;
+  manifest: Record<string, any>;
+  /** safetensors files of the case, keyed by file stem ('data', 'weights', ...). */
+  files: Record<string, TensorMap>;
+  get(file: string, tensor: string): Float32Array;
+  get64(file: string, tensor: string): Float64Array;
+  shape(file: string, tensor: string): number[];
+}
+
+/** Case directories whose name starts with `prefix` (e.g. '01_'); other case dirs in the same format may be dropped in. */
+export function goldenCases(prefix: string): string[] {
+  const root = goldenRoot();
+  if (!existsSync(root)) return [];
+  return readdirSync(root, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && d.name.startsWith(prefix) && existsSync(join(root, d.name, 'manifest.json')))
+    .map((d) => d.name)
+    .sort();
+}
+
+export function skipReason(): string | undefined {
+  const root = goldenRoot();
+  return existsSync(root)
+    ? undefined
+    : `golden vectors not found at ${root}: set UFLOW_GOLDEN_DIR to the golden folder (../shared/golden) to run this test`;
+}
+
+export function loadGolden(name: string): GoldenCase {
+  const dir = join(goldenRoot(), name);
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+  const files: Record<string, TensorMap> = {};
+  for (const f of readdirSync(dir)) {
+    if (f.endsWith('.safetensors')) files[f.replace(/\.safetensors$/, '')] = readSafetensors(join(dir, f)).tensors;
+  }
+  const raw = (file: string, tensor: string) => {
+    const t = files[file]?.get(tensor);
+    if (!t) throw new Error(`golden ${name}: no tensor '${tensor}' in ${file}.safetensors`);
+    return t;
+  };
+  return {
+    name,
+    dir,
+    manifest,
+    files,
+    get: (file, tensor) => toFloat32(raw(file, tensor)),
+    get64: (file, tensor) => toFloat64(raw(file, tensor)),
+    shape: (file, tensor) => raw(file, tensor).shape,
+  };
+}
