@@ -1,0 +1,26 @@
+/**
+ * The contract between backbones (frozen feature extractors) and the flows.
+ *
+ * Images enter as RGB in [0, 1], NHWC, at the extractor's input size; each extractor applies its
+ * own input normalisation (ImageNet mean/std for the timm models, a range mapping for a
+ * TensorFlow.js layers model). Outputs are NHWC feature maps, finest first. Backbones are frozen:
+ * their outputs are what the feature cache stores. The trainable per-level LayerNorm of U-Flow's
+ * ResNet variants and of FastFlow is NOT part of the extractor (see `feature-norm.ts`): it is a
+ * trainable part of the model and runs after the cache.
+ */
+import type * as tf from '@tensorflow/tfjs-core';
+
+export interface FeatureExtractor {
+  /** e.g. 'resnet18', 'wide_resnet50_2', 'mcait', 'tfjs:/path/to/model'. */
+  readonly name: string;
+  readonly inputSize: number;
+  /** Channels of each output level, finest first. */
+  readonly channels: readonly number[];
+  /** Stride of each output level relative to the input (e.g. 4, 8, 16). */
+  readonly scaleFactors: readonly number[];
+  /** Whether the model applies the trainable LayerNorm([C,H,W]) after each level (ResNet variants: yes; MS-CaiT: no). */
+  readonly layerNormLevels: boolean;
+  /** images: [B, S, S, 3] RGB in [0, 1] with S = inputSize. Returns one NHWC map per level, finest first. */
+  extract(images: tf.Tensor4D): tf.Tensor4D[];
+  dispose(): void;
+}
