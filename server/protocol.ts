@@ -1,0 +1,308 @@
+/**
+ * The daemon's contract: every JSON-RPC request, notification and payload type, imported by the
+ * daemon, the CLI, the extension and the webviews. A change here is one edit the compiler checks
+ * everywhere. Paths are absolute. Keep this module free of runtime dependencies except the
+ * method-name constants, so webviews can import it.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+export type ModelKind = 'uflow' | 'fastflow';
+export type RunState = 'queued' | 'running' | 'finished' | 'cancelled' | 'failed' | 'interrupted';
+
+// ---------------------------------------------------------------------------------------------
+// Configuration (the YAML config's keys, as the official U-Flow configs name them)
+
+export interface ModelConfig {
+  input_size: number;
+  flow_steps: number;
+  /** 'resnet18' | 'wide_resnet50_2' | 'mcait' | 'cait' | 'deit' | 'tfjs:<dir>' */
+  backbone: string;
+  /** For a tfjs backbone: the layer names to tap, finest first. */
+  backbone_layers?: string[];
+  /** For a tfjs backbone: the input range it expects, e.g. [-1, 1]. */
+  backbone_input_range?: [number, number];
+  /** FastFlow: subnet hidden ratio and 3×3-only option. */
+  hidden_ratio?: number;
+  conv3x3_only?: boolean;
+}
+
+export interface TrainerConfig {
+  epochs: number;
+  batch_train: number;
+  batch_val: number;
+  learning_rate: number;
+  weight_decay: number;
+  log_every_n_epochs: number;
+  save_ckpt_every: number;
+  save_debug_images_every: number;
+  log_predefined_debug_images: boolean;
+  log_n_images: number;
+  /** Validate on the test split every N epochs (0: never). */
+  validate_every: number;
+  /** Early stopping patience on pixel AUROC, in validations (0: off). */
+  patience: number;
+  seed: number;
+}
+
+export interface RunConfig {
+  model: ModelConfig;
+  trainer: TrainerConfig;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Datasets
+
+export interface DatasetProblem {
+  severity: 'error' | 'warning';
+  /** The file or folder concerned. */
+  path: string;
+  message: string;
+}
+
+export interface CategoryInfo {
+  name: string;
+  path: string;
+  trainGood: number;
+  testGood: number;
+  /** defect type → number of test images */
+  defects: Record<string, number>;
+  masks: number;
+}
+
+export interface DatasetInfo {
+  path: string;
+  layout: 'mvtec-root' | 'mvtec-category' | 'folder';
+  categories: CategoryInfo[];
+  problems: DatasetProblem[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training progress
+
+export interface ValidationMetrics {
+  image_auroc?: number;
+  pixel_auroc?: number;
+  aupro?: number;
+  miou?: number;
+}
+
+export interface TrainingUpdate {
+  runId: string;
+  jobId: string;
+  category: string;
+  model: ModelKind;
+  phase: 'features' | 'train' | 'validate' | 'done';
+  epoch: number;
+  epochs: number;
+  step: number;
+  steps: number;
+  /** Mean loss of the epoch so far. */
+  loss?: number;
+  imagesPerSecond?: number;
+  etaSeconds?: number;
+  metrics?: ValidationMetrics;
+  /** Best values so far, per metric. */
+  best?: ValidationMetrics;
+  message?: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs on disk (<workspace>/.uflow/runs/<run-id>/run.json)
+
+export interface RunInfo {
+  runId: string;
+  dir: string;
+  model: ModelKind;
+  category: string;
+  datasetPath: string;
+  datasetFingerprint: string;
+  config: RunConfig;
+  state: RunState;
+  createdAt: string;
+  updatedAt: string;
+  epochsDone: number;
+  engine: { backend: string; device: string };
+  versions: Record<string, string>;
+  best: ValidationMetrics & { epoch?: number };
+  error?: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+export interface CurvePoint {
+  x: number;
+  y: number;
+}
+
+export interface MetricSet {
+  image_auroc: number | null;
+  pixel_auroc: number | null;
+  aupro: number | null;
+  miou: number | null;
+  images: number;
+}
+
+export interface ImageResult {
+  path: string;
+  /** 'good' or the defect type. */
+  defect: string;
+  label: 0 | 1;
+  score: number;
+  maxNegLogNfa: number;
+  /** Pixels detected at log NFA < 0 (at the evaluation size). */
+  detectedPixels: number;
+  iou: number;
+  maskPath?: string;
+  /** Cached PNGs, relative to the run folder. */
+  maps?: { anomaly: string; nfa: string; segmentation: string; overlay?: string };
+}
+
+export interface Evaluation {
+  runId: string;
+  category: string;
+  model: ModelKind;
+  datasetPath: string;
+  highPrecision: boolean;
+  evaluatedAt: string;
+  targetSize: number;
+  overall: MetricSet;
+  perDefect: Record<string, MetricSet>;
+  curves: { roc: CurvePoint[]; pro: CurvePoint[]; pixelRoc: CurvePoint[] };
+  images: ImageResult[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prediction
+
+export interface Prediction {
+  runId: string;
+  imagePath: string;
+  score: number;
+  maxNegLogNfa: number;
+  width: number;
+  height: number;
+  /** PNG data URIs at the image's size: heatmap (colour), -log NFA map, binary segmentation. */
+  anomalyMapPng: string;
+  nfaMapPng: string;
+  segmentationPng: string;
+  /** The raw maps at `mapSize`×`mapSize`, for values under the cursor. */
+  mapSize: number;
+  anomalyMap?: number[];
+  negLogNfaMap?: number[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+export interface StatusResult {
+  protocolVersion: number;
+  version: string;
+  engine: { backend: string; device: string; reason: string; skipped: Array<{ backend: string; why: string }> };
+  memory: { rss: number; heapUsed: number; tensors: number; tensorBytes: number };
+  versions: Record<string, string>;
+  models: ModelKind[];
+  jobs: JobInfo[];
+}
+
+export interface JobInfo {
+  jobId: string;
+  kind: 'train' | 'evaluate' | 'predict' | 'download';
+  runId?: string;
+  state: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+  /** Position in the training queue (0 = running). */
+  position?: number;
+  title: string;
+}
+
+export interface InspectDatasetParams {
+  path: string;
+}
+
+export interface TrainParams {
+  datasetPath: string;
+  category?: string;
+  model: ModelKind;
+  /** Partial overrides of the category's default config. */
+  config?: { model?: Partial<ModelConfig>; trainer?: Partial<TrainerConfig> };
+  /** Workspace whose .uflow/runs receives the run (default: the first workspace folder holding datasetPath). */
+  workspace?: string;
+  /** Continue a run instead of starting one. */
+  resumeRunId?: string;
+  workDoneToken?: string | number;
+}
+
+export interface TrainResult {
+  /** One entry per category queued. */
+  jobs: Array<{ runId: string; jobId: string; category: string; position: number }>;
+}
+
+export interface EvaluateParams {
+  runId: string;
+  datasetPath?: string;
+  highPrecision?: boolean;
+  workDoneToken?: string | number;
+}
+
+export interface PredictParams {
+  /** Run to use; default: the newest finished run of the workspace. */
+  runId?: string;
+  imagePath: string;
+  /** Include the raw maps (for values under the cursor). */
+  includeRaw?: boolean;
+}
+
+export interface RunsParams {
+  workspace?: string;
+}
+
+export interface CancelParams {
+  jobId: string;
+}
+
+export interface DownloadModelsParams {
+  categories?: string[];
+  overwrite?: boolean;
+  workDoneToken?: string | number;
+}
+
+export interface DownloadModelsResult {
+  files: Array<{ path: string; sha256: string; bytes: number; skipped: boolean }>;
+}
+
+/** Method names. */
+export const Methods = {
+  status: 'uflow/status',
+  inspectDataset: 'uflow/inspectDataset',
+  train: 'uflow/train',
+  evaluate: 'uflow/evaluate',
+  predict: 'uflow/predict',
+  runs: 'uflow/runs',
+  cancel: 'uflow/cancel',
+  downloadModels: 'uflow/downloadModels',
+  /** notification daemon → client */
+  trainingUpdate: 'uflow/trainingUpdate',
+  /** notification daemon → client: a job ended (done, failed or cancelled). */
+  jobEnded: 'uflow/jobEnded',
+  /** notification daemon → client: a log line for the Output channel. */
+  log: 'uflow/log',
+} as const;
+
+export interface JobEnded {
+  jobId: string;
+  runId?: string;
+  kind: JobInfo['kind'];
+  state: 'done' | 'failed' | 'cancelled';
+  error?: string;
+}
+
+/** JSON-RPC error codes the daemon answers with (besides the standard InvalidParams etc.). */
+export const ErrorCodes = {
+  PathOutsideWorkspace: -32001,
+  NotFound: -32002,
+  BadDataset: -32003,
+  JobFailed: -32004,
+  NotAvailable: -32005,
+  Cancelled: -32800,
+} as const;
