@@ -1,0 +1,115 @@
+/**
+ * Differentiable ops that train on every backend, including wasm, whose stock kernels lack
+ * `Conv2DBackpropFilter` (needed by tf.conv2d's filter gradient) and `UnsortedSegmentSum`
+ * (needed by tf.gather's gradient). Gradients are written with forward kernels only (see
+ * notes/engine.md for why these forms are the fast ones on wasm).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core's Node bundle registers no gradients; tfjs-layers' bundle registers all of core's
+// (into the shared global registry) as a side effect of loading. Without it tf.grads fails with
+// "gradient function not found for Sum".
+import '@tensorflow/tfjs-layers';
+
+/**
+ * im2col for a stride-1 'same' convolution with an odd kernel k: returns [B·H·W, k·k·Cin], column
+ * order (kh, kw, cin), matching a row-major HWIO filter reshaped to [k·k·Cin, Cout].
+ */
+export function patches(x: tf.Tensor4D, k: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [b, h, w, c] = x.shape;
+    if (k === 1) return tf.reshape(x, [b * h * w, c]) as tf.Tensor2D;
+    const r = (k - 1) / 2;
+    const xp = tf.pad(x, [
+      [0, 0],
+      [r, r],
+      [r, r],
+      [0, 0],
+    ]);
+    const cols: tf.Tensor[] = [];
+    for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) cols.push(tf.slice(xp, [0, i, j, 0], [b, h, w, c]));
+    return tf.reshape(tf.concat(cols, 3), [b * h * w, k * k * c]) as tf.Tensor2D;
+  });
+}
+
+function checkOddSquare(filter: tf.Tensor4D): number {
+  const [kh, kw] = filter.shape;
+  if (kh !== kw || kh % 2 !== 1) {
+    throw new Error(`conv2dSame supports odd square kernels only (got ${kh}×${kw}): 'same' padding is asymmetric for even kernels`);
+  }
+  return kh;
+}
+
+/** Gradient of a stride-1 'same' conv w.r.t. its input: a 'same' conv of dy with the filter rotated 180° and I/O swapped. */
+export function conv2dSameInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const k = filter.shape[0];
+    const rot = k === 1 ? filter : tf.reverse(filter, [0, 1]);
+    return tf.conv2d(dy, tf.transpose(rot, [0, 1, 3, 2]) as tf.Tensor4D, 1, 'same');
+  });
+}
+
+/** Gradient of a stride-1 'same' conv w.r.t. its HWIO filter: matMul(dyᵀ, im2col(x)) reshaped to HWIO. */
+export function conv2dSameFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, k: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [b, h, w, cin] = x.shape;
+    const cout = dy.shape[3];
+    const dy2 = tf.reshape(dy, [b * h * w, cout]);
+    const p = patches(x, k);
+    const g = tf.matMul(tf.transpose(dy2), p); // [Cout, k·k·Cin]
+    return tf.transpose(tf.reshape(g, [cout, k, k, cin]), [1, 2, 3, 0]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * y = conv2d(x, filter, stride 1, 'same') + bias, NHWC / HWIO, odd square kernels. Its gradients
+ * use forward kernels only, so it trains on wasm; on cpu they equal tf's stock gradients.
+ */
+export function conv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
+  const k = checkOddSquare(filter);
+  const op = tf.customGrad((xi: tf.Tensor, fi: tf.Tensor, bi: tf.Tensor, save: tf.GradSaveFunc) => {
+    const x4 = xi as tf.Tensor4D;
+    const f4 = fi as tf.Tensor4D;
+    save([x4, f4]);
+    const value = tf.add(tf.conv2d(x4, f4, 1, 'same'), bi) as tf.Tensor4D;
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xs, fs] = saved as [tf.Tensor4D, tf.Tensor4D];
+      const dy4 = dy as tf.Tensor4D;
+      return [conv2dSameInputGrad(dy4, fs), conv2dSameFilterGrad(xs, dy4, k), tf.sum(dy4, [0, 1, 2])];
+    };
+    return { value, gradFunc };
+  });
+  return op(x, filter, bias) as tf.Tensor4D;
+}
+
+/**
+ * y[..., i] = x[..., perm[i]] (gather on the last axis). Its gradient is the same gather with the
+ * inverse permutation, so no UnsortedSegmentSum is needed. `perm`/`invPerm` are int32 [C].
+ */
+export function permuteChannels<T extends tf.Tensor>(x: T, perm: tf.Tensor1D, invPerm: tf.Tensor1D): T {
+  const axis = x.rank - 1;
+  const op = tf.customGrad((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+    void save;
+    const value = tf.gather(xi, perm, axis);
+    return { value, gradFunc: (dy: tf.Tensor) => tf.gather(dy, invPerm, axis) };
+  });
+  return op(x) as T;
+}
+
+/**
+ * Per-sample sum over all non-batch axes, reduced one axis at a time from the last to the second
+ * (NHWC: C, then W, then H), so that no backend sums more than max(H, W, C) floats in one run
+ * (wasm's Sum accumulates sequentially in float32).
+ */
+export function sumPerSample(x: tf.Tensor): tf.Tensor1D {
+  return tf.tidy(() => {
+    let t = x;
+    if (t.rank === 4) {
+      // reduce W, then H, then C, as notes/engine.md suggests.
+      t = tf.sum(t, 2); // [B,H,C]
+      t = tf.sum(t, 1); // [B,C]
+      return tf.sum(t, 1) as tf.Tensor1D;
+    }
+    while (t.rank > 1) t = tf.sum(t, t.rank - 1);
+    return t as tf.Tensor1D;
+  });
+}
