@@ -1,0 +1,32 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { initEngine } from '../../models/engine.js';
+import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
+import { IRevNetUpsampling, downsampleKernel } from '../../models/flows/irevnet-upsampling.js';
+import { goldenCases, loadGolden, skipReason } from '../helpers/golden.js';
+
+for (const name of goldenCases('03_')) {
+  for (const backend of ['wasm', 'cpu'] as const) {
+    test(`${name} on ${backend}`, { skip: skipReason() }, async () => {
+      await initEngine({ backend });
+      const g = loadGolden(name);
+      const inShape = g.shape('data', 'input');
+      const up = new IRevNetUpsampling(inShape[1]!);
+      const x = nchwToNhwc(g.get('data', 'input'), inShape);
+      const y = up.forward(x);
+      const out = nhwcToNchwSync(y);
+      assert.deepEqual(out.shape, g.shape('data', 'output'));
+      assert.deepEqual(Array.from(out.data), Array.from(g.get('data', 'output')), 'upsampling is exact');
+      const back = up.inverse(y);
+      assert.deepEqual(Array.from(back.dataSync()), Array.from(x.dataSync()), 'inverse is exact');
+      // the state entry FrEIA holds
+      const [[key, kernel]] = up.state() as [[string, { shape: number[]; data: Float32Array }]];
+      assert.equal(key, 'downsample_kernel');
+      assert.deepEqual(kernel.shape, g.shape('data', 'downsample_kernel'));
+      assert.deepEqual(Array.from(kernel.data), Array.from(g.get('data', 'downsample_kernel')));
+      assert.deepEqual(Array.from(downsampleKernel(inShape[1]!)), Array.from(g.get('data', 'downsample_kernel')));
+      tf.dispose([x, y, back]);
+    });
+  }
+}
