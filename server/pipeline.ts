@@ -18,6 +18,26 @@ import type {
   TrainingUpdate,
 } from './protocol.js';
 import { ErrorCodes } from './protocol.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { cpus, totalmem } from 'node:os';
+import { describeEngine, initEngine, type EngineInfo } from '../models/engine.js';
+import { listRuns } from './runs.js';
+
+import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
+import { version_wasm } from '@tensorflow/tfjs-backend-wasm';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const PRODUCT_VERSION = '0.1.0';
+
+// Bundling adapters (models/engine.ts is shared; these make it work inside the ES-module bundles):
+// - the cpu backend registers itself as a side effect that esbuild drops ("sideEffects" in its
+//   package.json) unless one of its exports is used: versions() uses version_cpu;
+// - the wasm backend's Emscripten loader reads `__dirname` under Node, which ES modules lack.
+{
+  const g = globalThis as { __dirname?: string };
+  if (g.__dirname === undefined && import.meta.url.startsWith('file:')) g.__dirname = dirname(fileURLToPath(import.meta.url));
+}
 
 import { PipelineError } from './runs.js';
 
@@ -158,3 +178,92 @@ export class Predictor {
 
 /** Resolved configuration of a run (for display). */
 export type { RunConfig };
+
+// ---------------------------------------------------------------------------------------------
+// Batch prediction (CLI `uflow predict`)
+
+export interface PredictFolderOptions extends PredictorOptions {
+  /** Images to predict; empty: the test images of the run's dataset (or `datasetPath`). */
+  images: string[];
+  datasetPath?: string;
+  /** Write `<name>.overlay.png`, `<name>.nfa.png`, `<name>.segmentation.png` here. */
+  outDir?: string;
+}
+
+export interface PredictFolderResult {
+  runId: string;
+  outDir?: string;
+  images: Array<{ imagePath: string; score: number; maxNegLogNfa: number; anomalous: boolean; files?: string[] }>;
+}
+
+export async function predictFolder(opts: PredictFolderOptions): Promise<PredictFolderResult> {
+  void opts;
+  throw new PipelineError('predict: not implemented yet', 'NotAvailable');
+}
+
+/** Categories that have at least one run with a checkpoint, sorted. */
+export function categoriesWithRuns(trainDir: string): string[] {
+  return [...new Set(listRuns(trainDir).filter((r) => r.epochsDone > 0).map((r) => r.category))].sort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Doctor
+
+export interface DoctorReport {
+  ok: boolean;
+  text: string;
+  engine?: EngineInfo;
+  versions: Record<string, string>;
+  error?: string;
+}
+
+export function versions(): Record<string, string> {
+  return { uflow: PRODUCT_VERSION, node: process.versions.node, tfjs: tf.version_core, 'tfjs-backend-cpu': version_cpu, 'tfjs-backend-wasm': version_wasm, platform: `${process.platform}-${process.arch}` };
+}
+
+export async function doctor(opts: { backend?: string } = {}): Promise<DoctorReport> {
+  const v = versions();
+  const lines = [`uflow ${v.uflow} · node ${v.node} · tfjs ${v.tfjs} · ${v.platform} · ${cpus().length} CPU cores · ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM`];
+  try {
+    const engine = await initEngine({ backend: opts.backend });
+    lines.push(describeEngine(engine));
+    // A tiny computation proves the backend works (and that training ops exist there).
+    const t0 = performance.now();
+    const y = tf.tidy(() => tf.sum(tf.conv2d(tf.ones([1, 16, 16, 4]) as tf.Tensor4D, tf.ones([3, 3, 4, 4]) as tf.Tensor4D, 1, 'same')));
+    const val = (await y.data())[0];
+    y.dispose();
+    lines.push(`self-test: conv2d ok (${val}) in ${(performance.now() - t0).toFixed(1)} ms`);
+    return { ok: true, text: lines.join('\n'), engine, versions: v };
+  } catch (e) {
+    const msg = (e as Error).message;
+    lines.push(`engine: ${msg}`);
+    return { ok: false, text: lines.join('\n'), versions: v, error: msg };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Demo
+
+export interface DemoOptions {
+  /** Dataset, runs and report go here. */
+  dir: string;
+  epochs?: number;
+  backend?: string;
+  signal?: AbortSignal;
+  onUpdate?(u: TrainingUpdate): void;
+  onLog?(line: string): void;
+}
+
+export interface DemoResult {
+  run: RunInfo;
+  evaluation: Evaluation;
+  reportPath: string;
+  seconds: number;
+  trainSeconds: number;
+  evaluateSeconds: number;
+}
+
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
+  void opts;
+  throw new PipelineError('demo: not implemented yet', 'NotAvailable');
+}

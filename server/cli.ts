@@ -1,0 +1,487 @@
+/**
+ * `uflow`: the command line, mirroring the official U-Flow scripts (`-cat`, `-config`, `-data`,
+ * `-train_dir`, `-hp`, `-overwrite` work as there; long forms too). One job per invocation; the
+ * daemon (`uflow serve`) serves many.
+ *
+ * Exit codes: 0 done, 1 failed (bad dataset, missing run, training failure), 2 usage error,
+ * 130 interrupted by Ctrl-C (the last complete epoch is kept).
+ */
+import yargs, { type Argv } from 'yargs';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Evaluation, MetricSet, ModelKind, RunInfo, TrainingUpdate } from './protocol.js';
+import {
+  evaluate,
+  listRuns,
+  markInterrupted,
+  PipelineError,
+  Predictor,
+  train,
+  doctor,
+  runDemo,
+  categoriesWithRuns,
+  predictFolder,
+  type ConfigOverrides,
+} from './pipeline.js';
+import { formatEvaluationTable } from './report.js';
+
+const DEFAULT_TRAIN_DIR = './.uflow';
+const DEFAULT_DATA = './data';
+
+class UsageError extends Error {}
+
+function out(line = ''): void {
+  process.stdout.write(line + '\n');
+}
+function err(line: string): void {
+  process.stderr.write(line + '\n');
+}
+
+function fmtDuration(s: number | undefined): string {
+  if (s === undefined || !Number.isFinite(s)) return '--';
+  s = Math.max(0, Math.round(s));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
+
+function fmtMetric(v: number | null | undefined): string {
+  return v === null || v === undefined || !Number.isFinite(v) ? '  -  ' : v.toFixed(4);
+}
+
+/** A one-line progress display on a terminal; one line per epoch otherwise (logs, CI, tests). */
+export class TrainProgress {
+  private lastEpochPrinted = 0;
+  private readonly tty = Boolean(process.stderr.isTTY);
+  private lineOpen = false;
+
+  update(u: TrainingUpdate): void {
+    if (u.phase === 'features') {
+      this.line(`features ${u.step}/${u.steps}${u.message ? ' ' + u.message : ''}`, u.step === u.steps);
+      return;
+    }
+    if (u.phase === 'validate' && u.metrics) {
+      this.finishLine();
+      const m = u.metrics;
+      err(`  validation epoch ${u.epoch}: image AUROC ${fmtMetric(m.image_auroc)}  pixel AUROC ${fmtMetric(m.pixel_auroc)}  AUPRO ${fmtMetric(m.aupro)}  mIoU ${fmtMetric(m.miou)}`);
+      return;
+    }
+    if (u.phase !== 'train') return;
+    const width = 24;
+    const frac = u.epochs ? (u.epoch - 1 + (u.steps ? u.step / u.steps : 1)) / u.epochs : 0;
+    const filled = Math.max(0, Math.min(width, Math.round(frac * width)));
+    const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
+    const text = `${bar} epoch ${u.epoch}/${u.epochs} step ${u.step}/${u.steps}  loss ${u.loss?.toFixed(3) ?? '-'}  ${u.imagesPerSecond?.toFixed(1) ?? '-'} img/s  ETA ${fmtDuration(u.etaSeconds)}`;
+    const epochDone = u.step === u.steps;
+    if (this.tty) this.line(text, false);
+    else if (epochDone && u.epoch !== this.lastEpochPrinted) {
+      this.lastEpochPrinted = u.epoch;
+      err(text);
+    }
+  }
+
+  private line(text: string, end: boolean): void {
+    if (this.tty) {
+      process.stderr.write('\r\x1b[2K' + text);
+      this.lineOpen = true;
+      if (end) this.finishLine();
+    } else if (end) err(text);
+  }
+
+  finishLine(): void {
+    if (this.lineOpen) process.stderr.write('\n');
+    this.lineOpen = false;
+  }
+}
+
+function parseOverrides(argv: Record<string, unknown>): ConfigOverrides {
+  const o: ConfigOverrides = { model: {}, trainer: {} };
+  if (argv.epochs !== undefined) o.trainer!.epochs = Number(argv.epochs);
+  if (argv.batch !== undefined) o.trainer!.batch_train = Number(argv.batch);
+  if (argv.lr !== undefined) o.trainer!.learning_rate = Number(argv.lr);
+  if (argv['validate-every'] !== undefined) o.trainer!.validate_every = Number(argv['validate-every']);
+  if (argv.seed !== undefined) o.trainer!.seed = Number(argv.seed);
+  if (argv.backbone !== undefined) o.model!.backbone = String(argv.backbone);
+  if (argv['input-size'] !== undefined) o.model!.input_size = Number(argv['input-size']);
+  for (const [k, v] of Object.entries(o.trainer!)) if (!Number.isFinite(v as number)) throw new UsageError(`--${k} must be a number`);
+  return o;
+}
+
+/** The dataset folder and category a command works on. `-data` may be a root of categories or a category itself. */
+function datasetArgs(argv: Record<string, unknown>): { datasetPath: string; category?: string } {
+  return { datasetPath: resolve(String(argv.data ?? DEFAULT_DATA)), category: argv.cat === undefined ? undefined : String(argv.cat) };
+}
+
+function trainDirArg(argv: Record<string, unknown>): string {
+  return resolve(String(argv.train_dir ?? DEFAULT_TRAIN_DIR));
+}
+
+async function cmdTrain(argv: Record<string, unknown>): Promise<number> {
+  const trainDir = trainDirArg(argv);
+  const { datasetPath, category } = datasetArgs(argv);
+  const ac = new AbortController();
+  let interrupted = false;
+  const onSigint = (): void => {
+    if (interrupted) {
+      err('\nsecond Ctrl-C: stopping now (the last complete epoch is on disk)');
+      process.exit(130);
+    }
+    interrupted = true;
+    err('\nCtrl-C: stopping after the current step; the last complete epoch is kept…');
+    ac.abort();
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+  const progress = new TrainProgress();
+  let runId: string | undefined;
+  try {
+    const run = await train(
+      {
+        datasetPath,
+        category,
+        model: (argv.model as ModelKind) ?? 'uflow',
+        trainDir,
+        configPath: argv.config === undefined ? undefined : resolve(String(argv.config)),
+        config: parseOverrides(argv),
+        resumeRunId: argv.resume === undefined ? undefined : String(argv.resume),
+        backend: argv.backend as string | undefined,
+        signal: ac.signal,
+      },
+      {
+        onUpdate: (u) => {
+          if (!runId) runId = u.runId;
+          progress.update(u);
+        },
+        onLog: (line) => {
+          progress.finishLine();
+          err(line);
+        },
+      },
+    );
+    progress.finishLine();
+    return reportTrainEnd(run);
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+  }
+}
+
+function reportTrainEnd(run: RunInfo): number {
+  const best = run.best;
+  const bestText = [
+    best.image_auroc !== undefined ? `image AUROC ${fmtMetric(best.image_auroc)}` : '',
+    best.pixel_auroc !== undefined ? `pixel AUROC ${fmtMetric(best.pixel_auroc)}` : '',
+    best.aupro !== undefined ? `AUPRO ${fmtMetric(best.aupro)}` : '',
+    best.miou !== undefined ? `mIoU ${fmtMetric(best.miou)}` : '',
+  ]
+    .filter(Boolean)
+    .join(', ');
+  switch (run.state) {
+    case 'finished':
+      out(`run ${run.runId} finished: ${run.epochsDone} epochs${bestText ? `, best ${bestText}` : ''}`);
+      out(`  ${run.dir}`);
+      return 0;
+    case 'cancelled':
+      err(`run ${run.runId} cancelled after ${run.epochsDone} complete epoch(s); its checkpoint is kept.`);
+      err(`  resume with: uflow train -cat ${run.category} --resume ${run.runId}`);
+      return 130;
+    default:
+      err(`run ${run.runId} ${run.state}: ${run.error ?? 'unknown error'}`);
+      if (run.epochsDone > 0) err(`  the checkpoint of epoch ${run.epochsDone} is kept in ${run.dir}`);
+      return 1;
+  }
+}
+
+function evalSummaryLine(ev: Evaluation): string {
+  const o = ev.overall;
+  return `${ev.category}: image AUROC ${fmtMetric(o.image_auroc)}  pixel AUROC ${fmtMetric(o.pixel_auroc)}  AUPRO ${fmtMetric(o.aupro)}  mIoU@logNFA=0 ${fmtMetric(o.miou)}`;
+}
+
+async function cmdEvaluate(argv: Record<string, unknown>): Promise<number> {
+  const trainDir = trainDirArg(argv);
+  markInterrupted(trainDir);
+  const cats = (argv.cat as string[] | undefined)?.map(String);
+  const runId = argv.run === undefined ? undefined : String(argv.run);
+  const dataGiven = argv.data !== undefined;
+  const targets: Array<{ category?: string; runId?: string }> = [];
+  if (runId) {
+    if (cats && cats.length > 1) throw new UsageError('--run names one run: give at most one -cat with it');
+    targets.push({ runId, category: cats?.[0] });
+  } else if (cats?.length) {
+    for (const c of cats) targets.push({ category: c });
+  } else {
+    const all = categoriesWithRuns(trainDir);
+    if (!all.length) throw new PipelineError(`no trained runs in ${trainDir}: train one first (uflow train -cat <category> -data <dir>), or pass -train_dir`, 'NotFound');
+    for (const c of all) targets.push({ category: c });
+  }
+  const results: Evaluation[] = [];
+  let failed = 0;
+  for (const t of targets) {
+    try {
+      const ev = await evaluate({
+        trainDir,
+        runId: t.runId,
+        category: t.category,
+        datasetPath: dataGiven ? resolve(String(argv.data)) : undefined,
+        highPrecision: Boolean(argv.hp),
+        checkpoint: (argv.checkpoint as 'best' | 'last' | undefined) ?? 'best',
+        backend: argv.backend as string | undefined,
+        onProgress: argv.json ? undefined : (done, total, msg) => {
+          if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${msg} ${done}/${total}`);
+          if (done === total && process.stderr.isTTY) process.stderr.write('\n');
+        },
+      });
+      results.push(ev);
+    } catch (e) {
+      if (!(e instanceof PipelineError) || targets.length === 1) throw e;
+      failed++;
+      err(`${t.category ?? t.runId}: ${e.message}`);
+    }
+  }
+  if (argv.json) {
+    out(JSON.stringify(results.length === 1 && targets.length === 1 ? results[0] : results, null, 2));
+  } else {
+    for (const ev of results) {
+      out(formatEvaluationTable(ev));
+      out();
+    }
+    if (results.length > 1) for (const ev of results) out(evalSummaryLine(ev));
+  }
+  return failed ? 1 : 0;
+}
+
+async function cmdPredict(argv: Record<string, unknown>): Promise<number> {
+  const trainDir = trainDirArg(argv);
+  markInterrupted(trainDir);
+  const images = ((argv.image as string[] | undefined) ?? []).map((p) => resolve(String(p)));
+  const category = argv.cat === undefined ? undefined : String(argv.cat);
+  const outDir = argv.out === undefined ? undefined : resolve(String(argv.out));
+  const res = await predictFolder({
+    trainDir,
+    runId: argv.run === undefined ? undefined : String(argv.run),
+    category,
+    images,
+    datasetPath: argv.data === undefined ? undefined : resolve(String(argv.data)),
+    outDir,
+    backend: argv.backend as string | undefined,
+  });
+  if (argv.json) out(JSON.stringify(res, null, 2));
+  else {
+    out(`run ${res.runId}${res.outDir ? `, PNGs in ${res.outDir}` : ''}`);
+    out(`${'score'.padStart(8)}  ${'max -logNFA'.padStart(11)}  ${'detected'.padStart(8)}  image`);
+    for (const r of res.images) out(`${r.score.toFixed(4).padStart(8)}  ${r.maxNegLogNfa.toFixed(2).padStart(11)}  ${(r.anomalous ? 'yes' : 'no').padStart(8)}  ${r.imagePath}`);
+  }
+  return 0;
+}
+
+async function cmdDoctor(argv: Record<string, unknown>): Promise<number> {
+  const report = await doctor({ backend: argv.backend as string | undefined });
+  if (argv.json) out(JSON.stringify(report, null, 2));
+  else out(report.text);
+  return report.ok ? 0 : 1;
+}
+
+async function cmdDemo(argv: Record<string, unknown>): Promise<number> {
+  const dir = resolve(String(argv.dir ?? './uflow-demo'));
+  const progress = new TrainProgress();
+  const res = await runDemo({
+    dir,
+    epochs: argv.epochs === undefined ? undefined : Number(argv.epochs),
+    backend: argv.backend as string | undefined,
+    onUpdate: (u) => progress.update(u),
+    onLog: (l) => {
+      progress.finishLine();
+      err(l);
+    },
+  });
+  progress.finishLine();
+  out(formatEvaluationTable(res.evaluation));
+  out();
+  out(`report: ${res.reportPath}`);
+  out(`took ${fmtDuration(res.seconds)} (train ${fmtDuration(res.trainSeconds)}, evaluate ${fmtDuration(res.evaluateSeconds)})`);
+  return 0;
+}
+
+async function cmdRuns(argv: Record<string, unknown>): Promise<number> {
+  const trainDir = trainDirArg(argv);
+  markInterrupted(trainDir);
+  const runs = listRuns(trainDir);
+  if (argv.json) {
+    out(JSON.stringify(runs, null, 2));
+    return 0;
+  }
+  if (!runs.length) {
+    out(`no runs in ${join(trainDir, 'runs')}`);
+    return 0;
+  }
+  for (const r of runs) {
+    out(`${r.runId.padEnd(44)} ${r.state.padEnd(11)} epochs ${String(r.epochsDone).padStart(4)}/${r.config.trainer.epochs}  pixel AUROC ${fmtMetric(r.best.pixel_auroc)}`);
+  }
+  return 0;
+}
+
+async function cmdDownload(argv: Record<string, unknown>): Promise<number> {
+  void argv;
+  err('uflow download-models: not available yet in this build.');
+  return 1;
+}
+
+async function cmdServe(argv: Record<string, unknown>): Promise<number> {
+  void argv;
+  err('uflow serve: not available yet in this build.');
+  return 1;
+}
+
+function commonTrainDir(y: Argv): Argv {
+  return y.option('train_dir', { alias: 'training_dir', type: 'string', describe: `runs and caches folder (shared with the editor's <workspace>/.uflow)`, default: DEFAULT_TRAIN_DIR });
+}
+function commonBackend(y: Argv): Argv {
+  return y.option('backend', { type: 'string', describe: 'tensor backend: tensorflow-gpu, tensorflow, webgpu, wasm, cpu (default: best that loads)' });
+}
+
+export function buildParser(args: string[]): Argv {
+  const y = yargs(args)
+    .scriptName('uflow')
+    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false })
+    .usage('$0 <command> [options]')
+    .strict()
+    .help()
+    .alias('help', 'h')
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .demandCommand(1, 'name a command: train, evaluate, predict, doctor, demo, runs, download-models, serve');
+
+  y.command('train', 'train a model on one category (checkpoint every epoch; Ctrl-C keeps the last complete epoch)', (c) =>
+    commonBackend(
+      commonTrainDir(
+        c
+          .option('cat', { alias: 'category', type: 'string', describe: 'category folder under -data (omit when -data is the category itself)' })
+          .option('config', { alias: 'config_path', type: 'string', describe: 'YAML config (official keys); default: the category\'s official config' })
+          .option('data', { type: 'string', describe: 'folder of categories (MVTec layout), a category folder, or a folder of normal images', default: DEFAULT_DATA })
+          .option('model', { type: 'string', choices: ['uflow', 'fastflow'], default: 'uflow' })
+          .option('resume', { type: 'string', describe: 'continue this run id' })
+          .option('epochs', { type: 'number', describe: 'override trainer.epochs' })
+          .option('batch', { type: 'number', describe: 'override trainer.batch_train' })
+          .option('lr', { type: 'number', describe: 'override trainer.learning_rate' })
+          .option('validate-every', { type: 'number', describe: 'override trainer.validate_every (0: never)' })
+          .option('seed', { type: 'number', describe: 'override trainer.seed' })
+          .option('backbone', { type: 'string', describe: "override model.backbone (e.g. builtin:filters, resnet18, tfjs:<dir>)" })
+          .option('input-size', { type: 'number', describe: 'override model.input_size' }),
+      ),
+    ),
+  );
+  y.command('evaluate', 'evaluate runs on their test split: image/pixel AUROC, AUPRO, mIoU at log NFA = 0', (c) =>
+    commonBackend(
+      commonTrainDir(
+        c
+          .option('cat', { alias: 'categories', type: 'string', array: true, describe: 'categories (default: every category with a run)' })
+          .option('data', { type: 'string', describe: "dataset folder (default: the run's)" })
+          .option('hp', { alias: 'high-precision', type: 'boolean', default: false, describe: 'exact NFA tail probabilities (slower)' })
+          .option('run', { type: 'string', describe: 'run id (default: the newest finished run of the category)' })
+          .option('checkpoint', { type: 'string', choices: ['best', 'last'], default: 'best', describe: 'best: each metric from the checkpoint selected on it (as the official evaluate.py); last: the final one' })
+          .option('json', { type: 'boolean', default: false, describe: 'print evaluation.json' }),
+      ),
+    ),
+  );
+  y.command('predict', 'anomaly score, heatmap, -log NFA map and segmentation for images', (c) =>
+    commonBackend(
+      commonTrainDir(
+        c
+          .option('cat', { alias: 'category', type: 'string', describe: 'category (picks its newest run; without --image: its test images)' })
+          .option('data', { type: 'string', describe: "dataset folder (default: the run's)" })
+          .option('image', { type: 'string', array: true, describe: 'image file(s)' })
+          .option('run', { type: 'string', describe: 'run id' })
+          .option('out', { type: 'string', describe: 'write PNGs (heatmap overlay, -log NFA, segmentation) here' })
+          .option('json', { type: 'boolean', default: false }),
+      ),
+    ),
+  );
+  y.command('doctor', 'tensor engine, device, versions, and why faster backends were skipped', (c) => commonBackend(c.option('json', { type: 'boolean', default: false })));
+  y.command('demo', 'generate the demo dataset, train U-Flow on it, evaluate, and write report.html', (c) =>
+    commonBackend(
+      c.option('dir', { type: 'string', default: './uflow-demo', describe: 'where the dataset, runs and report go' }).option('epochs', { type: 'number', describe: 'override the demo epochs' }),
+    ),
+  );
+  y.command('runs', 'list runs', (c) => commonTrainDir(c.option('json', { type: 'boolean', default: false })));
+  y.command('download-models', 'fetch the released U-Flow checkpoints (models/auc|pro|miou/<category>)', (c) =>
+    c
+      .option('cat', { alias: 'categories', type: 'string', array: true, describe: 'categories (default: all)' })
+      .option('overwrite', { alias: 'force-overwrite', type: 'boolean', default: false, describe: 'fetch again even if present' }),
+  );
+  y.command('serve', 'run the daemon (what the editor starts)', (c) => c.strict(false));
+  return y;
+}
+
+const COMMANDS: Record<string, (argv: Record<string, unknown>) => Promise<number>> = {
+  train: cmdTrain,
+  evaluate: cmdEvaluate,
+  predict: cmdPredict,
+  doctor: cmdDoctor,
+  demo: cmdDemo,
+  runs: cmdRuns,
+  'download-models': cmdDownload,
+  serve: cmdServe,
+};
+
+export async function main(args: string[]): Promise<number> {
+  let usage: string | undefined;
+  let argv: Record<string, unknown>;
+  const parser = buildParser(args).fail((msg, e) => {
+    usage = msg ?? e?.message ?? 'invalid arguments';
+  });
+  try {
+    argv = (await parser.parseAsync()) as Record<string, unknown>;
+  } catch (e) {
+    usage ??= (e as Error).message;
+    argv = {};
+  }
+  if (usage) {
+    err(`uflow: ${usage}`);
+    err(`run 'uflow --help' or 'uflow <command> --help' for the options`);
+    return 2;
+  }
+  if (argv.help) return 0;
+  const cmd = String((argv._ as unknown[])[0] ?? '');
+  const run = COMMANDS[cmd];
+  if (!run) {
+    err(`uflow: unknown command '${cmd}'; run 'uflow --help'`);
+    return 2;
+  }
+  try {
+    return await run(argv);
+  } catch (e) {
+    if (e instanceof UsageError || (e instanceof PipelineError && e.code === 'Usage')) {
+      err(`uflow ${cmd}: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof PipelineError) {
+      err(`uflow ${cmd}: ${e.message}`);
+      return 1;
+    }
+    const msg = (e as Error)?.message ?? String(e);
+    err(`uflow ${cmd}: internal error: ${msg}`);
+    if (process.env.UFLOW_DEBUG) err((e as Error)?.stack ?? '');
+    else err('  (set UFLOW_DEBUG=1 for the stack trace, and please report it)');
+    return 1;
+  }
+}
+
+// Run when executed (dist/cli.js), not when imported by tests.
+const invokedDirectly = (() => {
+  const a = process.argv[1];
+  return a !== undefined && /(?:^|[/\\])cli\.(?:js|ts|mjs)$/.test(a) && existsSync(a);
+})();
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+      // Let stdout drain, then leave even if a backend keeps handles open.
+      setImmediate(() => process.exit(code));
+    },
+    (e) => {
+      err(`uflow: internal error: ${(e as Error)?.message ?? e}`);
+      process.exit(1);
+    },
+  );
+}
