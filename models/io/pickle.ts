@@ -169,6 +169,16 @@ function decodeLong(b: Uint8Array): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
+/** A protocol-0 STRING argument: 'text' or "text" with backslash escapes. */
+function pyLiteral(s: string, bad: (problem: string) => never): string {
+  const t = s.trimEnd();
+  const q = t[0];
+  if (t.length < 2 || (q !== "'" && q !== '"') || t[t.length - 1] !== q) bad('STRING argument is not quoted');
+  const body = t.slice(1, -1);
+  const esc: Record<string, string> = { n: '\n', r: '\r', t: '\t', '\\': '\\', "'": "'", '"': '"', '0': '\0' };
+  return body.replace(/\\(x[0-9a-fA-F]{2}|.)/g, (_, e: string) => (e[0] === 'x' && e.length === 3 ? String.fromCharCode(parseInt(e.slice(1), 16)) : esc[e] ?? `\\${e}`));
+}
+
 function parseDecimalInt(s: string): number | bigint {
   const t = s.trim().replace(/L$/, '');
   if (!/^[+-]?\d+$/.test(t)) throw new Error(`not an integer: ${JSON.stringify(s)}`);
@@ -364,7 +374,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): UnpickleResu
   };
 
   const newobj = (cls: unknown, args: unknown): unknown => {
-    if (!(cls instanceof PyGlobal)) return refuse('NEWOBJ', `NEWOBJ on a ${describe(cls)}`);
+    if (!(cls instanceof PyGlobal)) return refuse('NEWOBJ', `the pickle creates an instance of a ${describe(cls)} (NEWOBJ)`);
     if (!Array.isArray(args)) bad('NEWOBJ arguments are not a tuple');
     switch (cls.qualname) {
       case 'collections.OrderedDict':
@@ -383,7 +393,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): UnpickleResu
     let dictState = state;
     if (Array.isArray(state) && state.length === 2) {
       // (dict state, slot state)
-      if (state[1] !== null) refuse('BUILD', 'BUILD with slot state');
+      if (state[1] !== null) refuse('BUILD', 'the pickle restores slot state (BUILD)');
       dictState = state[0];
     }
     if (obj instanceof Map) {
@@ -492,6 +502,12 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): UnpickleResu
         break;
       }
       // ---- strings and bytes
+      case 0x53: // STRING (protocol 0: a quoted Python 2 str literal)
+        stack.push(pyLiteral(line(), bad));
+        break;
+      case 0x56: // UNICODE (protocol 0: raw-unicode-escape)
+        stack.push(line().replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))));
+        break;
       case 0x58: // BINUNICODE
         stack.push(utf8.decode(take(u32())));
         break;
@@ -664,7 +680,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): UnpickleResu
         const kwargs = pop();
         const args = pop();
         const cls = pop();
-        if (!(kwargs instanceof Map) || kwargs.size) refuse('NEWOBJ_EX', 'NEWOBJ_EX with keyword arguments');
+        if (!(kwargs instanceof Map) || kwargs.size) refuse('NEWOBJ_EX', 'the pickle creates an object with keyword arguments (NEWOBJ_EX)');
         stack.push(newobj(cls, args));
         break;
       }
@@ -677,7 +693,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): UnpickleResu
       case 0x51: {
         // BINPERSID
         const pid = pop();
-        if (!opts.torch) refuse('BINPERSID', 'the pickle refers to external objects (persistent ids), which plain pickles never do');
+        if (!opts.torch) refuse('BINPERSID', 'the pickle refers to external objects (persistent ids, BINPERSID), which plain pickles never do');
         stack.push(opts.torch!.persistentLoad(pid));
         break;
       }
