@@ -10,7 +10,7 @@ import type { RawTensor } from '../io/safetensors.js';
 import { TensorFileError } from '../io/safetensors.js';
 import { conv2dSame, permuteChannels, sumPerSample } from '../ops/grad-ops.js';
 import { mulberry32, randomPermutation, uniform } from './rng.js';
-import { f32, readF32, values, type StateSpec, type Stateful } from './state.js';
+import { f32, owned, readF32, values, type StateSpec, type Stateful } from './state.js';
 
 export const AFFINE_CLAMPING = 2.0;
 /** FrEIA's initial global_scale for global_affine_init 1.0: 2·ln(exp(5) − 1), giving g = 1. */
@@ -44,7 +44,10 @@ export function globalScaleActivation(gamma: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const bx = tf.mul(gamma, SOFTPLUS_BETA);
     const soft = tf.div(tf.log1p(tf.exp(tf.minimum(bx, SOFTPLUS_THRESHOLD))), SOFTPLUS_BETA);
-    return tf.mul(tf.where(tf.greater(bx, SOFTPLUS_THRESHOLD), gamma, soft), 0.1);
+    // mask = [β·γ > 20] via step (which has a zero gradient; Greater has none in tfjs). Selecting by
+    // mask·γ + (1 − mask)·soft is exact since one term is an exact zero.
+    const mask = tf.step(tf.sub(bx, SOFTPLUS_THRESHOLD));
+    return tf.mul(tf.add(tf.mul(mask, gamma), tf.mul(tf.sub(1, mask), soft)), 0.1);
   });
 }
 
@@ -60,12 +63,13 @@ function permFromMatrix(w: Float32Array, c: number, what: string, source: string
   const used = new Uint8Array(c);
   for (let i = 0; i < c; i++) {
     let col = -1;
+    let ok = true;
     for (let j = 0; j < c; j++) {
       const v = w[i * c + j]!;
       if (v === 1 && col < 0) col = j;
-      else if (v !== 0) col = -2;
+      else if (v !== 0) ok = false;
     }
-    if (col < 0 || used[col]) {
+    if (!ok || col < 0 || used[col]) {
       throw new TensorFileError(
         source,
         `${what} is not a hard permutation matrix (row ${i}); only permute_soft=False blocks (U-Flow's setting) are supported`,
@@ -75,13 +79,6 @@ function permFromMatrix(w: Float32Array, c: number, what: string, source: string
     perm.push(col);
   }
   return perm;
-}
-
-/** A trainable variable owning `t`'s data (the temporary tensor is released). */
-function owned<R extends tf.Rank>(t: tf.Tensor<R>): tf.Variable<R> {
-  const v = tf.variable(t, true);
-  t.dispose();
-  return v;
 }
 
 function permMatrix(perm: readonly number[]): Float32Array {

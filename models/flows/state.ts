@@ -73,3 +73,10 @@ export function validateState(
 export function values(t: RawTensor): Float32Array {
   return toFloat32(t);
 }
+
+/** A trainable variable that takes over `t`'s data (the temporary tensor is released). */
+export function owned<R extends tf.Rank>(t: tf.Tensor<R>): tf.Variable<R> {
+  const v = tf.variable(t, true);
+  t.dispose();
+  return v;
+}

@@ -66,9 +66,9 @@ export function conv2dSameFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, k: number)
  */
 export function conv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
   const k = checkOddSquare(filter);
-  const op = tf.customGrad((xi: tf.Tensor, fi: tf.Tensor, bi: tf.Tensor, save: tf.GradSaveFunc) => {
-    const x4 = xi as tf.Tensor4D;
-    const f4 = fi as tf.Tensor4D;
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [x4, f4, bi] = args as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D];
+    const save = args[3] as tf.GradSaveFunc;
     save([x4, f4]);
     const value = tf.add(tf.conv2d(x4, f4, 1, 'same'), bi) as tf.Tensor4D;
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
@@ -87,9 +87,8 @@ export function conv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor1
  */
 export function permuteChannels<T extends tf.Tensor>(x: T, perm: tf.Tensor1D, invPerm: tf.Tensor1D): T {
   const axis = x.rank - 1;
-  const op = tf.customGrad((xi: tf.Tensor, save: tf.GradSaveFunc) => {
-    void save;
-    const value = tf.gather(xi, perm, axis);
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const value = tf.gather(args[0] as tf.Tensor, perm, axis);
     return { value, gradFunc: (dy: tf.Tensor) => tf.gather(dy, invPerm, axis) };
   });
   return op(x) as T;

@@ -21,10 +21,12 @@ for (const name of goldenCases('03_')) {
       const back = up.inverse(y);
       assert.deepEqual(Array.from(back.dataSync()), Array.from(x.dataSync()), 'inverse is exact');
       // the state entry FrEIA holds
-      const [[key, kernel]] = up.state() as [[string, { shape: number[]; data: Float32Array }]];
+      const state = up.state();
+      assert.equal(state.length, 1);
+      const [key, kernel] = state[0]!;
       assert.equal(key, 'downsample_kernel');
       assert.deepEqual(kernel.shape, g.shape('data', 'downsample_kernel'));
-      assert.deepEqual(Array.from(kernel.data), Array.from(g.get('data', 'downsample_kernel')));
+      assert.deepEqual(Array.from(kernel.data as Float32Array), Array.from(g.get('data', 'downsample_kernel')));
       assert.deepEqual(Array.from(downsampleKernel(inShape[1]!)), Array.from(g.get('data', 'downsample_kernel')));
       tf.dispose([x, y, back]);
     });
