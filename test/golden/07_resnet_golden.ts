@@ -2,10 +2,10 @@
 // Every shape and the set of checked layers come from the case's files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../models/engine.js';
-import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
+import { chwToHwc, nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
+import { FEATURE_NORM_PREFIX, layerNormHWC } from '../../models/backbones/feature-norm.js';
 import { normalizeImagenet } from '../../models/ops/image-norm.js';
 import { createResnetExtractor } from '../../models/backbones/resnet.js';
 import { goldenCases, loadGolden, skipReason, type GoldenCase } from '../helpers/golden.js';
@@ -14,8 +14,8 @@ import { assertClose, maxAbsDiff } from '../helpers/assert-close.js';
 
 const BACKENDS = ['wasm', 'cpu'] as const;
 
-function tol(g: GoldenCase): { rtol: number; atol: number } {
-  const s = String(g.manifest.tolerance?.layers ?? 'rtol 1e-4, atol 1e-4');
+function tol(g: GoldenCase, key = 'layers'): { rtol: number; atol: number } {
+  const s = String(g.manifest.tolerance?.[key] ?? 'rtol 1e-4, atol 1e-4');
   const r = /rtol\s*([0-9.eE+-]+)/.exec(s);
   const a = /atol\s*([0-9.eE+-]+)/.exec(s);
   return { rtol: r ? Number(r[1]) : 1e-4, atol: a ? Number(a[1]) : 1e-4 };
@@ -66,7 +66,7 @@ export function runResnetGolden(prefix: string, backbone: string): void {
           // The same from the reference's normalised input.
           const outs2 = ex.extractNormalized(refNormed);
           outs2.forEach((o, i) => check(g, o, layerKeys[i]!, opts));
-          await checkLayerNorm(g, outs, layerKeys, opts);
+          checkLayerNorm(g, outs, layerKeys, opts);
           tf.dispose([normed, refNormed, ...outs, ...outs2]);
         } finally {
           img.dispose();
@@ -78,11 +78,25 @@ export function runResnetGolden(prefix: string, backbone: string): void {
   }
 }
 
-/** LayerNorm([C,H,W]) outputs (`<layer>_ln`), when the case has them and feature-norm.ts exists. */
-async function checkLayerNorm(g: GoldenCase, outs: tf.Tensor4D[], layerKeys: string[], opts: { rtol: number; atol: number }): Promise<void> {
-  if (!g.files.layernorm || !layerKeys.some((k) => g.files.data!.has(`${k}_ln`))) return;
-  const path = new URL('../../models/backbones/feature-norm.ts', import.meta.url);
-  if (!existsSync(path)) return;
-  void outs;
+/**
+ * LayerNorm([C,H,W]) outputs (`<layer>_ln`, params in layernorm.safetensors under the official
+ * names), through feature-norm.ts's layerNormHWC, when the case has them.
+ */
+function checkLayerNorm(g: GoldenCase, outs: tf.Tensor4D[], layerKeys: string[], opts: { rtol: number; atol: number }): void {
+  const ln = g.files.layernorm;
+  if (!ln) return;
+  const lnOpts = tol(g, 'ln');
+  let checked = 0;
+  layerKeys.forEach((k, i) => {
+    if (!g.files.data!.has(`${k}_ln`)) return;
+    const w = `${FEATURE_NORM_PREFIX}${i}.weight`;
+    const b = `${FEATURE_NORM_PREFIX}${i}.bias`;
+    assert.ok(ln.has(w) && ln.has(b), `layernorm.safetensors has ${w} and ${b}`);
+    const y = tf.tidy(() => layerNormHWC(outs[i]!, chwToHwc(g.get('layernorm', w), g.shape('layernorm', w)), chwToHwc(g.get('layernorm', b), g.shape('layernorm', b))));
+    check(g, y, `${k}_ln`, lnOpts);
+    y.dispose();
+    checked++;
+  });
+  assert.ok(checked > 0, 'LayerNorm outputs checked');
   void opts;
 }
