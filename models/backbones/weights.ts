@@ -42,6 +42,10 @@ export function selectModel(map: TensorMap, anchor: string, what: string): Tenso
   if (prefixes.length === 0) {
     throw new Error(`${what}: the weights have no '${anchor}' (under any prefix): this is not a ${what} state dict`);
   }
+  const shortest = prefixes.filter((p) => p.length === prefixes[0]!.length);
+  if (shortest.length > 1) {
+    throw new Error(`${what}: the weights hold several models (${shortest.map((p) => `'${p}'`).join(', ')}); pass the state dict of one`);
+  }
   return subMap(map, prefixes[0]!);
 }
 

@@ -311,3 +311,10 @@ test('registry: resnet from a map or a safetensors file (any prefix), layers, cl
   }
   assert.equal(tf.memory().numTensors, before, 'no tensors leaked');
 });
+
+test('a map holding two CaiT models is refused by the single-model factories', async () => {
+  await initEngine({ backend: 'cpu' });
+  const cfg: VitCfg = { img: 8, patch: 4, embed: 4, heads: 2, depth: 1, kind: 'cait' };
+  const both: TensorMap = new Map([...vitStateDict(cfg, 1, 'extractor1.'), ...vitStateDict(cfg, 2, 'extractor2.')]);
+  assert.throws(() => createCaitExtractor(both), /several models \('extractor1\.', 'extractor2\.'\)/);
+});
