@@ -204,6 +204,13 @@ export interface StatusResult {
   versions: Record<string, string>;
   models: ModelKind[];
   jobs: JobInfo[];
+  /** Folders this client may name: its workspace folders, then the daemon's --allow folders. */
+  roots?: Array<{ path: string; kind: 'workspace' | 'allowed' }>;
+  /** Models kept loaded for uflow/predict (an LRU evicted by count and by tensor bytes). */
+  predictCache?: { entries: number; bytes: number; maxEntries: number; maxBytes: number; runIds: string[] };
+  uptimeSeconds?: number;
+  /** The daemon's process id. */
+  pid?: number;
 }
 
 export interface JobInfo {
@@ -295,7 +302,39 @@ export interface JobEnded {
   kind: JobInfo['kind'];
   state: 'done' | 'failed' | 'cancelled';
   error?: string;
+  /** For a training: the run as it ended (state finished / cancelled / failed, epochsDone, best). */
+  run?: RunInfo;
 }
+
+/** Params of the `uflow/log` notification. */
+export interface LogParams {
+  level: 'info' | 'warn' | 'error';
+  message: string;
+  jobId?: string;
+}
+
+/** `initialize`'s `initializationOptions` as the daemon reads them. */
+export interface UflowInitializationOptions {
+  /** Required when the daemon listens on a TCP port (`--port`): the token it was started with. */
+  token?: string;
+}
+
+/** What the daemon adds to `initialize`'s result, under `capabilities.experimental.uflow`. */
+export interface UflowServerCapabilities {
+  protocolVersion: number;
+  version: string;
+  /** Request methods served (a subset of Methods). */
+  methods: string[];
+  /** Lanes of the job queue: trainings run one at a time; evaluations one at a time alongside a training; predictions between steps. */
+  queue: { train: number; evaluate: number; predict: number };
+}
+
+/** Result of `uflow/inspectDataset`. */
+export type InspectDatasetResult = DatasetInfo;
+/** Result of `uflow/runs`: newest first. */
+export type RunsResult = RunInfo[];
+/** Result of `uflow/evaluate`. */
+export type EvaluateResult = Evaluation & { /** true when evaluation.json was reused (the run had not changed). */ cached?: boolean };
 
 /** JSON-RPC error codes the daemon answers with (besides the standard InvalidParams etc.). */
 export const ErrorCodes = {
@@ -304,5 +343,9 @@ export const ErrorCodes = {
   BadDataset: -32003,
   JobFailed: -32004,
   NotAvailable: -32005,
+  /** TCP mode: the connection did not present the daemon's token (the connection is then closed). */
+  Unauthorized: -32006,
+  /** Standard JSON-RPC: a parameter is missing or has the wrong type; the message names it. */
+  InvalidParams: -32602,
   Cancelled: -32800,
 } as const;

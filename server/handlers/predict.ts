@@ -1,0 +1,88 @@
+/**
+ * `uflow/predict`: anomaly map, -log NFA map and segmentation of one image. Served while a model
+ * trains: predictions wait in their own lane (one at a time, between the trainer's steps), the
+ * model is loaded once per run and kept in an LRU (PredictorCache). `$/cancelRequest` removes a
+ * waiting prediction or stops a running one before its model pass.
+ */
+import { existsSync, statSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { Predictor, newestFinishedRun, newestUsableRun } from '../pipeline.js';
+import { RpcError, trainDirOf } from '../paths.js';
+import { ErrorCodes, type Prediction } from '../protocol.js';
+import { JobCancelledError } from '../jobs.js';
+import { errorCodeOf, locateRun } from './common.js';
+import type { RequestContext } from './context.js';
+import { optBool, optString, paramsObject, reqPath } from './params.js';
+
+export async function predict(params: unknown, ctx: RequestContext): Promise<Prediction> {
+  const m = ctx.method;
+  const p = paramsObject(m, params);
+  const imagePath = reqPath(m, p, 'imagePath');
+  const runIdParam = optString(m, p, 'runId');
+  const includeRaw = optBool(m, p, 'includeRaw') ?? false;
+  const policy = ctx.session.policy;
+  const image = policy.check(imagePath, `${m}: params.imagePath`);
+  let st;
+  try {
+    st = statSync(image.real);
+  } catch {
+    throw new RpcError(ErrorCodes.NotFound, `${m}: params.imagePath '${imagePath}' does not exist`);
+  }
+  if (!st.isFile()) throw new RpcError(ErrorCodes.NotFound, `${m}: params.imagePath '${imagePath}' is not a file`);
+
+  let trainDir: string;
+  let runId: string;
+  let runDirPath: string;
+  if (runIdParam) {
+    const located = locateRun(ctx, runIdParam);
+    trainDir = located.trainDir;
+    runId = located.run.runId;
+    runDirPath = located.run.dir;
+  } else {
+    // The newest finished run of the image's folder, then of the other folders.
+    const roots = [image.root, ...policy.roots().filter((r) => r !== image.root)];
+    let found: { trainDir: string; runId: string; dir: string } | undefined;
+    for (const r of roots) {
+      const td = trainDirOf(r.real);
+      if (!existsSync(td)) continue;
+      ctx.daemon.adoptTrainDir(td);
+      const run = newestFinishedRun(td) ?? newestUsableRun(td);
+      if (run) {
+        found = { trainDir: td, runId: run.runId, dir: run.dir };
+        break;
+      }
+    }
+    if (!found) throw new RpcError(ErrorCodes.NotFound, `${m}: no trained run in ${roots.map((r) => r.path + '/.uflow/runs').join(', ')}: train one first, or pass params.runId`);
+    ({ trainDir, runId } = found);
+    runDirPath = found.dir;
+  }
+  if (ctx.token.isCancellationRequested) throw new RpcError(ErrorCodes.Cancelled, `${m}: cancelled`);
+
+  const daemon = ctx.daemon;
+  const job = daemon.jobs.submit<Prediction>({
+    kind: 'predict',
+    title: `Predict ${imagePath}`,
+    runId,
+    listed: false,
+    owner: ctx.session.id,
+    run: ({ signal }) =>
+      daemon.predictors.use(trainDir, runId, runDirPath, async (predictor) => {
+        if (signal.aborted) throw new JobCancelledError();
+        const before = tf.memory().numTensors;
+        const alone = daemon.jobs.runningIn('train').length === 0 && daemon.jobs.runningIn('evaluate').length === 0;
+        const out = await (predictor as unknown as Predictor).predict(image.real, { includeRaw });
+        const after = tf.memory().numTensors;
+        if (alone && after !== before) daemon.log('warn', `${m}: ${after - before} tensors left behind predicting ${imagePath} (a leak in the predictor)`);
+        return { ...out, imagePath };
+      }),
+  });
+  const sub = ctx.token.onCancellationRequested(() => daemon.jobs.cancel(job.id, 'request cancelled'));
+  try {
+    const end = await job.ended;
+    if (end.state === 'done' && end.value) return end.value;
+    if (end.state === 'cancelled') throw new RpcError(ErrorCodes.Cancelled, `${m}: cancelled`);
+    throw new RpcError(errorCodeOf(end.thrown), end.error?.startsWith(m) ? end.error : `${m}: ${end.error ?? 'failed'}`);
+  } finally {
+    sub.dispose();
+  }
+}
