@@ -121,10 +121,10 @@ export class PathPolicy {
   }
 
   /**
-   * Checks one path parameter and returns its real path. `what` names it in messages, e.g.
+   * Checks one path parameter: its real path must lie inside a root. `what` names it in messages, e.g.
    * `uflow/train: params.datasetPath`.
    */
-  check(value: string, what: string): { real: string; root: Root } {
+  check(value: string, what: string): { real: string; path: string; root: Root } {
     const real = realpathLoose(value);
     const root = this.rootOf(real);
     if (!root) {
@@ -135,7 +135,9 @@ export class PathPolicy {
           `Open its folder in the workspace, or start the daemon with --allow <dir>.`,
       );
     }
-    return { real, root };
+    // Handlers pass `path` (as the client spells it, normalised) on, so that what they answer
+    // speaks of the client's paths; `real` is what was checked.
+    return { real, path: resolve(value), root };
   }
 }
 

@@ -19,7 +19,7 @@ export function locateRun(ctx: RequestContext, runId: string, paramName = 'runId
   if (!isSafeRunId(runId)) throw invalid(ctx.method, paramName, 'a run id (letters, digits, . _ -), as uflow/runs lists them', runId);
   const roots = ctx.session.policy.roots();
   for (const root of roots) {
-    const trainDir = trainDirOf(root.real);
+    const trainDir = trainDirOf(root.path);
     if (existsSync(join(runsRoot(trainDir), runId, 'run.json'))) {
       ctx.daemon.adoptTrainDir(trainDir);
       return { trainDir, run: readRun(trainDir, runId) };

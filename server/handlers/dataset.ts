@@ -1,5 +1,5 @@
 /** `uflow/inspectDataset`: layout, categories, counts per split and defect, problems found. */
-import { existsSync } from 'node:fs';
+import { DatasetError, inspectDataset as inspect } from '../../models/data/dataset.js';
 import { RpcError } from '../paths.js';
 import { ErrorCodes, type DatasetInfo } from '../protocol.js';
 import type { RequestContext } from './context.js';
@@ -8,8 +8,11 @@ import { paramsObject, reqPath } from './params.js';
 export async function inspectDataset(params: unknown, ctx: RequestContext): Promise<DatasetInfo> {
   const p = paramsObject(ctx.method, params);
   const path = reqPath(ctx.method, p, 'path');
-  const { real } = ctx.session.policy.check(path, `${ctx.method}: params.path`);
-  if (!existsSync(real)) throw new RpcError(ErrorCodes.NotFound, `${ctx.method}: params.path '${path}' does not exist`);
-  // Wired to models/data/dataset.ts's inspectDataset once it lands.
-  throw new RpcError(ErrorCodes.NotAvailable, `${ctx.method}: dataset inspection is not available in this build yet`);
+  const checked = ctx.session.policy.check(path, `${ctx.method}: params.path`);
+  try {
+    return await inspect(checked.path);
+  } catch (e) {
+    if (e instanceof DatasetError) throw new RpcError(ErrorCodes.BadDataset, `${ctx.method}: ${e.message}`);
+    throw e;
+  }
 }

@@ -48,7 +48,7 @@ export async function evaluate(params: unknown, ctx: RequestContext): Promise<Ev
   const highPrecision = optBool(m, p, 'highPrecision') ?? false;
   const workDoneToken = optToken(m, p, 'workDoneToken');
   const policy = ctx.session.policy;
-  const datasetPath = datasetParam ? policy.check(datasetParam, `${m}: params.datasetPath`).real : undefined;
+  const datasetPath = datasetParam ? policy.check(datasetParam, `${m}: params.datasetPath`).path : undefined;
   const { trainDir, run } = locateRun(ctx, runId);
   const effectiveDataset = datasetPath ?? run.datasetPath;
 

@@ -24,7 +24,7 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
   const image = policy.check(imagePath, `${m}: params.imagePath`);
   let st;
   try {
-    st = statSync(image.real);
+    st = statSync(image.path);
   } catch {
     throw new RpcError(ErrorCodes.NotFound, `${m}: params.imagePath '${imagePath}' does not exist`);
   }
@@ -43,7 +43,7 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
     const roots = [image.root, ...policy.roots().filter((r) => r !== image.root)];
     let found: { trainDir: string; runId: string; dir: string } | undefined;
     for (const r of roots) {
-      const td = trainDirOf(r.real);
+      const td = trainDirOf(r.path);
       if (!existsSync(td)) continue;
       ctx.daemon.adoptTrainDir(td);
       const run = newestFinishedRun(td) ?? newestUsableRun(td);
@@ -70,7 +70,7 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
         if (signal.aborted) throw new JobCancelledError();
         const before = tf.memory().numTensors;
         const alone = daemon.jobs.runningIn('train').length === 0 && daemon.jobs.runningIn('evaluate').length === 0;
-        const out = await (predictor as unknown as Predictor).predict(image.real, { includeRaw });
+        const out = await (predictor as unknown as Predictor).predict(image.path, { includeRaw });
         const after = tf.memory().numTensors;
         if (alone && after !== before) daemon.log('warn', `${m}: ${after - before} tensors left behind predicting ${imagePath} (a leak in the predictor)`);
         return { ...out, imagePath };

@@ -17,9 +17,9 @@ export async function runs(params: unknown, ctx: RequestContext): Promise<RunInf
   const workspace = optPath(ctx.method, p, 'workspace');
   const dirs: string[] = [];
   if (workspace) {
-    dirs.push(trainDirOf(ctx.session.policy.check(workspace, `${ctx.method}: params.workspace`).real));
+    dirs.push(trainDirOf(ctx.session.policy.check(workspace, `${ctx.method}: params.workspace`).path));
   } else {
-    for (const r of ctx.session.policy.roots()) dirs.push(trainDirOf(r.real));
+    for (const r of ctx.session.policy.roots()) dirs.push(trainDirOf(r.path));
   }
   const seen = new Set<string>();
   const out: StoredRun[] = [];

@@ -7,8 +7,9 @@
  * A training that throws, or ends failed (NaN loss, a bad image, out of memory), ends its job
  * 'failed' with the reason and its run marked failed; the daemon goes on serving.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import { DatasetError, detectLayout } from '../../models/data/dataset.js';
 import { prepareRun, train as runTraining, type ConfigOverrides } from '../pipeline.js';
 import { RpcError, trainDirOf } from '../paths.js';
 import { ErrorCodes, Methods, type JobEnded, type ModelKind, type RunInfo, type TrainResult, type TrainingUpdate } from '../protocol.js';
@@ -23,31 +24,20 @@ const MODEL_TITLES: Record<ModelKind, string> = { uflow: 'U-Flow', fastflow: 'Fa
 /** trainingUpdate notifications: at most one per job this often, except phase/epoch changes. */
 const UPDATE_INTERVAL_MS = 200;
 
-function isDir(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
 /**
- * The categories a request trains: the one named; for an MVTec root (sub-folders with
- * train/good) all of them; otherwise the dataset itself (a category folder or a plain folder).
+ * The categories a request trains: the one named; for an MVTec root every category; otherwise
+ * the dataset itself (a category folder or a plain folder of images).
  */
 function categoriesOf(datasetPath: string, category: string | undefined): Array<string | undefined> {
   if (category !== undefined) return [category];
-  if (isDir(join(datasetPath, 'train', 'good'))) return [undefined];
-  const cats: string[] = [];
   try {
-    for (const name of readdirSync(datasetPath).sort()) {
-      if (name.startsWith('.')) continue;
-      if (isDir(join(datasetPath, name, 'train', 'good'))) cats.push(name);
-    }
-  } catch {
-    /* unreadable: let prepareRun say why */
+    const { layout, categories } = detectLayout(datasetPath);
+    if (layout === 'mvtec-root' && categories.length) return categories.map((c) => basename(c));
+  } catch (e) {
+    if (e instanceof DatasetError) throw new RpcError(ErrorCodes.BadDataset, `uflow/train: ${e.message}`);
+    throw e;
   }
-  return cats.length ? cats : [undefined];
+  return [undefined];
 }
 
 /** Writes a terminal state into run.json when the trainer could not (it threw, or never started). */
@@ -75,16 +65,16 @@ export async function train(params: unknown, ctx: RequestContext): Promise<Train
 
   const policy = ctx.session.policy;
   const dataset = policy.check(datasetPath, `${m}: params.datasetPath`);
-  const trainDir = trainDirOf(workspace ? policy.check(workspace, `${m}: params.workspace`).real : dataset.root.real);
+  const trainDir = trainDirOf(workspace ? policy.check(workspace, `${m}: params.workspace`).path : dataset.root.path);
   ctx.daemon.adoptTrainDir(trainDir);
-  if (!existsSync(dataset.real)) throw new RpcError(ErrorCodes.BadDataset, `${m}: params.datasetPath '${datasetPath}' does not exist`);
+  if (!existsSync(dataset.path)) throw new RpcError(ErrorCodes.BadDataset, `${m}: params.datasetPath '${datasetPath}' does not exist`);
 
   // Prepare every run first (synchronous checks): a bad category fails the request, not a job.
-  const cats = resumeRunId ? [category] : categoriesOf(dataset.real, category);
+  const cats = resumeRunId ? [category] : categoriesOf(dataset.path, category);
   const prepared: RunInfo[] = [];
   try {
     for (const cat of cats) {
-      prepared.push(prepareRun({ datasetPath: dataset.real, category: cat, model, trainDir, config, resumeRunId, backend: ctx.daemon.backend }));
+      prepared.push(prepareRun({ datasetPath: dataset.path, category: cat, model, trainDir, config, resumeRunId, backend: ctx.daemon.backend }));
     }
   } catch (e) {
     for (const r of prepared) settleRun(trainDir, r.runId, 'cancelled', `not started: another category of the same request could not be prepared (${(e as Error).message})`);
@@ -108,7 +98,7 @@ export async function train(params: unknown, ctx: RequestContext): Promise<Train
         reporter?.report('starting', 0, true);
         try {
           return await runTraining(
-            { datasetPath: run.datasetPath || dataset.real, category: run.category, model: run.model, trainDir, config, runId: run.runId, jobId, signal, backend: ctx.daemon.backend },
+            { datasetPath: run.datasetPath || dataset.path, category: run.category, model: run.model, trainDir, config, runId: run.runId, jobId, signal, backend: ctx.daemon.backend },
             {
               onUpdate: (u: TrainingUpdate) => {
                 const key = `${u.phase}:${u.epoch}`;
