@@ -100,8 +100,11 @@ export async function startProxy(): Promise<{ url: string; seen: string[]; close
   const server = createServer(async (req, res) => {
     seen.push(`${req.method} ${req.url}`);
     const target = new URL(req.url ?? '');
-    const r = await fetch(target, { method: req.method, headers: { range: req.headers.range ?? '' } as Record<string, string> });
-    res.writeHead(r.status, Object.fromEntries(r.headers));
+    const headers: Record<string, string> = req.headers.range ? { range: req.headers.range } : {};
+    const r = await fetch(target, { method: req.method, headers });
+    const out: Record<string, string> = {};
+    r.headers.forEach((v, k) => (out[k] = v));
+    res.writeHead(r.status, out);
     res.end(Buffer.from(await r.arrayBuffer()));
   });
   server.on('connect', (req, client: Socket, head) => {
