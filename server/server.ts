@@ -136,7 +136,7 @@ class Session implements SessionApi {
       folders.push(params.rootPath);
     }
     this.policy.setWorkspaces(folders);
-    for (const r of this.policy.roots()) this.daemon.adoptTrainDir(trainDirOf(r.real));
+    for (const r of this.policy.roots()) this.daemon.adoptTrainDir(trainDirOf(r.path));
     this.progressSupported = params.capabilities?.window?.workDoneProgress === true;
 
     // Registered here, after vscode-languageserver's own handlers (set up while it processes
@@ -154,7 +154,7 @@ class Session implements SessionApi {
         const p = uriToPath(f.uri);
         if (p) {
           this.policy.addWorkspace(p);
-          this.daemon.adoptTrainDir(trainDirOf(this.policy.check(p, 'workspace folder').real));
+          this.daemon.adoptTrainDir(trainDirOf(this.policy.check(p, 'workspace folder').path));
         }
       }
     });
@@ -211,7 +211,7 @@ class Daemon implements DaemonApi {
         return undefined;
       },
     );
-    for (const r of this.allowRoots) this.adoptTrainDir(trainDirOf(r.real));
+    for (const r of this.allowRoots) this.adoptTrainDir(trainDirOf(r.path));
     this.jobs.on({
       start: (job) => {
         if (job.spec.listed !== false) this.log('info', `job ${job.id} started: ${job.spec.title}`, job.id);
