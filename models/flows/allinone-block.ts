@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { oihwToHwio, hwioToOihw } from '../layout.js';
 import type { RawTensor } from '../io/safetensors.js';
 import { TensorFileError } from '../io/safetensors.js';
-import { conv2dSame, permuteChannels, sumPerSample } from '../ops/grad-ops.js';
+import { conv2dSame, permutationMatrix, permuteChannelsMatMul, sumPerSample } from '../ops/grad-ops.js';
 import { mulberry32, randomPermutation, uniform } from './rng.js';
 import { f32, owned, readF32, values, type StateSpec, type Stateful } from './state.js';
 
@@ -115,8 +115,10 @@ export class AllInOneBlock implements Stateful {
   readonly globalOffset: tf.Variable<tf.Rank.R1>;
   private wPerm!: Float32Array;
   private wPermInv!: Float32Array;
-  private perm!: tf.Tensor1D;
-  private invPerm!: tf.Tensor1D;
+  private permIndex: number[] = [];
+  /** Permutation matrices (matMul form of the hard permutation; see permuteChannelsMatMul). */
+  private pm!: tf.Tensor2D;
+  private pmInv!: tf.Tensor2D;
 
   constructor(opts: AllInOneBlockOptions) {
     const { channels: c, kernelSize: k } = opts;
@@ -141,17 +143,18 @@ export class AllInOneBlock implements Stateful {
   private setPermutation(perm: number[], wPerm?: Float32Array, wPermInv?: Float32Array): void {
     const inv = new Array<number>(perm.length);
     perm.forEach((p, i) => (inv[p] = i));
-    this.perm?.dispose();
-    this.invPerm?.dispose();
-    this.perm = tf.keep(tf.tensor1d(perm, 'int32'));
-    this.invPerm = tf.keep(tf.tensor1d(inv, 'int32'));
+    this.pm?.dispose();
+    this.pmInv?.dispose();
+    this.permIndex = [...perm];
+    this.pm = tf.keep(permutationMatrix(perm));
+    this.pmInv = tf.keep(permutationMatrix(inv));
     this.wPerm = wPerm ?? permMatrix(perm);
     this.wPermInv = wPermInv ?? permMatrix(inv);
   }
 
   /** π with out[..., i] = v[..., π(i)]. */
   permutation(): number[] {
-    return Array.from(this.perm.dataSync());
+    return [...this.permIndex];
   }
 
   /** g = 0.1·softplus_{0.5}(γ), [C]. */
@@ -187,7 +190,7 @@ export class AllInOneBlock implements Stateful {
       const u = tf.concat([x1, y2], 3);
       const g = this.globalScaleActivated();
       const v = tf.add(tf.mul(u, g), this.globalOffset);
-      const y = permuteChannels(v as tf.Tensor4D, this.perm, this.invPerm);
+      const y = permuteChannelsMatMul(v as tf.Tensor4D, this.pm, this.pmInv);
       const logdet = tf.add(jac, tf.mul(tf.sum(tf.log(g)), h * w)) as tf.Tensor1D;
       return { y, logdet };
     });
@@ -198,7 +201,7 @@ export class AllInOneBlock implements Stateful {
     return tf.tidy(() => {
       const [b, h, w] = y.shape;
       const g = this.globalScaleActivated();
-      const v = permuteChannels(y, this.invPerm, this.perm);
+      const v = permuteChannelsMatMul(y, this.pmInv, this.pm);
       const u = tf.div(tf.sub(v, this.globalOffset), g);
       const x1 = tf.slice(u, [0, 0, 0, 0], [b, h, w, this.c1]) as tf.Tensor4D;
       const y2 = tf.slice(u, [0, 0, 0, this.c1], [b, h, w, this.c2]);
@@ -278,7 +281,7 @@ export class AllInOneBlock implements Stateful {
 
   dispose(): void {
     for (const v of [this.w0, this.b0, this.w2, this.b2, this.globalScale, this.globalOffset]) v.dispose();
-    this.perm.dispose();
-    this.invPerm.dispose();
+    this.pm.dispose();
+    this.pmInv.dispose();
   }
 }

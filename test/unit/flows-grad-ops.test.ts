@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../models/engine.js';
-import { conv2dSame, permuteChannels, sumPerSample } from '../../models/ops/grad-ops.js';
+import { conv2dSame, permutationMatrix, permuteChannels, permuteChannelsMatMul, sumPerSample } from '../../models/ops/grad-ops.js';
 import { assertClose } from '../helpers/assert-close.js';
 import { mulberry32 } from '../../models/flows/rng.js';
 
@@ -77,5 +77,22 @@ test('sumPerSample reduces per sample', async () => {
     await initEngine({ backend });
     const x = tf.ones([3, 4, 5, 6]);
     assert.deepEqual(Array.from(sumPerSample(x).dataSync()), [120, 120, 120]);
+  }
+});
+
+test('permuteChannelsMatMul is bit-identical to the gather, value and gradient, on wasm and cpu', async () => {
+  for (const backend of ['wasm', 'cpu']) {
+    await initEngine({ backend });
+    const permArr = [3, 0, 4, 1, 2, 6, 5];
+    const inv = new Array<number>(permArr.length);
+    permArr.forEach((p, i) => (inv[p] = i));
+    const x = randn([2, 3, 4, 7], 21);
+    const dy = randn([2, 3, 4, 7], 22);
+    const pm = permutationMatrix(permArr);
+    const pmInv = permutationMatrix(inv);
+    const y = permuteChannelsMatMul(x, pm, pmInv);
+    assert.deepEqual(Array.from(y.dataSync()), Array.from(tf.gather(x, tf.tensor1d(permArr, 'int32'), 3).dataSync()), backend);
+    const g = tf.grad((a) => tf.mul(permuteChannelsMatMul(a, pm, pmInv), dy))(x);
+    assert.deepEqual(Array.from(g.dataSync()), Array.from(tf.gather(dy, tf.tensor1d(inv, 'int32'), 3).dataSync()), `${backend} gradient`);
   }
 });

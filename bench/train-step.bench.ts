@@ -1,0 +1,103 @@
+/**
+ * One U-Flow training step (forward + backward + Adam) on cached features 64@64², 128@32²,
+ * 256@16² (ResNet-18 at 256 with its trainable LayerNorm), 4 flow steps, batch 8, on the wasm
+ * backend; then the same step in PyTorch (bench/reference/train_step.py) where /usr/bin/python3
+ * has torch. Prints ms/step (median after warm-up) and the ratio.
+ *
+ *   node --import tsx bench/train-step.bench.ts [--steps 5] [--warmup 1] [--batch 8] [--backend wasm] [--parallel]
+ */
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { initEngine } from '../models/engine.js';
+import { UFlowModel } from '../models/uflow-model.js';
+import { Adam } from '../models/train/adam.js';
+import { trainStep } from '../models/train/step.js';
+import { mulberry32 } from '../models/flows/rng.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: number): number => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const steps = opt('steps', 5);
+const warmup = opt('warmup', 1);
+const batch = opt('batch', 8);
+const backendIdx = args.indexOf('--backend');
+const backend = backendIdx >= 0 ? args[backendIdx + 1]! : 'wasm';
+const parallel = args.includes('--parallel');
+
+const channels = [64, 128, 256];
+const scaleFactors = [4, 8, 16];
+const inputSize = 256;
+const flowSteps = 4;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function benchSingle(): Promise<{ ms: number; times: number[]; losses: number[] }> {
+  await initEngine({ backend });
+  const model = new UFlowModel({ backbone: 'bench', inputSize, channels, scaleFactors, flowSteps, layerNorm: true, seed: 0 });
+  const rng = mulberry32(1);
+  const feats = model.featureSizes().map(([h, w], i) => {
+    const d = new Float32Array(batch * h * w * channels[i]!);
+    for (let j = 0; j < d.length; j++) d[j] = (rng() + rng() + rng() - 1.5) * 2;
+    return tf.tensor4d(d, [batch, h, w, channels[i]!]);
+  });
+  const adam = new Adam(model.trainableVariables(), { lr: 1e-3, weightDecay: 1e-5 });
+  for (let i = 0; i < warmup; i++) trainStep(model, feats, adam);
+  const times: number[] = [];
+  const losses: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    losses.push(trainStep(model, feats, adam));
+    times.push(performance.now() - t0);
+  }
+  adam.dispose();
+  tf.dispose(feats);
+  model.dispose();
+  return { ms: median(times), times, losses };
+}
+
+async function benchParallel(): Promise<{ ms: number; times: number[]; losses: number[] } | undefined> {
+  let mod: typeof import('../models/train/parallel.js');
+  try {
+    mod = await import('../models/train/parallel.js');
+  } catch (e) {
+    console.log(`parallel trainer unavailable: ${(e as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
+  return mod.benchParallelTrainStep({ inputSize, channels, scaleFactors, flowSteps, batch, steps, warmup });
+}
+
+function torchReference(): { ms: number; version: string; threads: number } | string {
+  const py = '/usr/bin/python3';
+  const probe = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0) return `PyTorch reference unavailable (${py} -c 'import torch' failed${probe.stderr ? `: ${probe.stderr.trim().split('\n').pop()}` : ''})`;
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'reference', 'train_step.py');
+  const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', scaleFactors.map((f) => inputSize / f).join(','), '--flow-steps', String(flowSteps), '--batch', String(batch), '--layer-norm', '1', '--warmup', String(warmup), '--steps', String(steps), '--threads', '2'], { encoding: 'utf8' });
+  if (r.status !== 0) return `PyTorch reference unavailable (the reference script failed: ${r.stderr.trim().split('\n').pop()})`;
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  return { ms: out.ms_per_step, version: out.torch, threads: out.threads };
+}
+
+const shape = `features ${channels.map((c, i) => `${c}@${inputSize / scaleFactors[i]!}²`).join(', ')}, ${flowSteps} flow steps, LayerNorm, batch ${batch}`;
+console.log(`U-Flow training step (${shape}); median of ${steps} after ${warmup} warm-up`);
+const single = await benchSingle();
+console.log(`tfjs ${backend} (one thread): ${single.ms.toFixed(0)} ms/step  [${single.times.map((t) => t.toFixed(0)).join(', ')}]  loss ${single.losses[0]!.toFixed(1)} → ${single.losses.at(-1)!.toFixed(1)}`);
+let par: Awaited<ReturnType<typeof benchParallel>>;
+if (parallel) {
+  par = await benchParallel();
+  if (par) console.log(`tfjs wasm, 2 workers × half batch: ${par.ms.toFixed(0)} ms/step  [${par.times.map((t) => t.toFixed(0)).join(', ')}]  speed-up ×${(single.ms / par.ms).toFixed(2)}`);
+}
+const ref = torchReference();
+if (typeof ref === 'string') console.log(ref);
+else {
+  console.log(`PyTorch ${ref.version} CPU (${ref.threads} threads): ${ref.ms.toFixed(0)} ms/step`);
+  console.log(`ratio tfjs ${backend} / PyTorch: ${(single.ms / ref.ms).toFixed(2)}×`);
+  if (par) console.log(`ratio tfjs 2 workers / PyTorch: ${(par.ms / ref.ms).toFixed(2)}×`);
+}
