@@ -101,6 +101,54 @@ class P {
   }
 }
 
+
+/** Rewrites a small zip as ZIP64: 0xFFFF/0xFFFFFFFF end-of-archive fields with a ZIP64 record and
+ * locator, and every directory entry's local offset moved into a ZIP64 extra field. */
+function toZip64(zip: Uint8Array): Uint8Array {
+  const b = Buffer.from(zip);
+  const eocd = b.length - 22;
+  assert.equal(b.readUInt32LE(eocd), 0x06054b50);
+  const count = b.readUInt16LE(eocd + 10);
+  const cdOff = b.readUInt32LE(eocd + 16);
+  const entries: Buffer[] = [];
+  let p = cdOff;
+  for (let i = 0; i < count; i++) {
+    const n = b.readUInt16LE(p + 28);
+    const x = b.readUInt16LE(p + 30);
+    const c = b.readUInt16LE(p + 32);
+    const head = Buffer.from(b.subarray(p, p + 46));
+    const local = head.readUInt32LE(42);
+    head.writeUInt32LE(0xffffffff, 42);
+    head.writeUInt16LE(x + 12, 30);
+    const extra = Buffer.alloc(12);
+    extra.writeUInt16LE(1, 0);
+    extra.writeUInt16LE(8, 2);
+    extra.writeBigUInt64LE(BigInt(local), 4);
+    entries.push(head, b.subarray(p + 46, p + 46 + n), extra, b.subarray(p + 46 + n, p + 46 + n + x + c));
+    p += 46 + n + x + c;
+  }
+  const cd = Buffer.concat(entries);
+  const z64 = Buffer.alloc(56);
+  z64.writeUInt32LE(0x06064b50, 0);
+  z64.writeBigUInt64LE(44n, 4);
+  z64.writeUInt16LE(45, 12);
+  z64.writeBigUInt64LE(BigInt(count), 24);
+  z64.writeBigUInt64LE(BigInt(count), 32);
+  z64.writeBigUInt64LE(BigInt(cd.length), 40);
+  z64.writeBigUInt64LE(BigInt(cdOff), 48);
+  const loc = Buffer.alloc(20);
+  loc.writeUInt32LE(0x07064b50, 0);
+  loc.writeBigUInt64LE(BigInt(cdOff + cd.length), 8);
+  loc.writeUInt32LE(1, 16);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(0xffff, 8);
+  end.writeUInt16LE(0xffff, 10);
+  end.writeUInt32LE(0xffffffff, 12);
+  end.writeUInt32LE(0xffffffff, 16);
+  return Buffer.concat([b.subarray(0, cdOff), cd, z64, loc, end]);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 // pickle.dumps(obj, protocol=p) from CPython 3.11 of:
@@ -330,8 +378,11 @@ describe('synthetic torch.save files', () => {
     const i8 = sd.get('i8')!;
     assert.deepEqual([i8.dtype, i8.shape, [...i8.data]], ['I8', [], [-3]]);
     assert.deepEqual([sd.get('u8')!.shape, sd.get('u8')!.data.length], [[0, 2], 0]);
-    // in memory too
+    // in memory too, and the same archive written with ZIP64 records (as for files over 4 GB)
     assert.deepEqual([...(parseTorchCheckpoint(z, 'mem').stateDict!.get('w') as RawTensor).data], [1, 4, 2, 5, 3, 6]);
+    const z64 = parseTorchCheckpoint(toZip64(z), 'mem64').stateDict!;
+    assert.deepEqual([...z64.get('w')!.data], [1, 4, 2, 5, 3, 6]);
+    assert.deepEqual([...z64.get('i32')!.data], [-5, 70000]);
   });
 
   test('zip: a tensor reaching past its storage, an unsupported storage type', () => {
