@@ -158,7 +158,7 @@ export async function decodeImageBytes(bytes: Uint8Array, path: string): Promise
   if (!format) throw corrupt(path);
   if (format === 'bmp') return decodeBmp(bytes, path);
   try {
-    const { data, info } = await sharp(bytes, { failOn: 'error', ignoreIcc: true, limitInputPixels: false })
+    const { data, info } = await sharp(bytes, { failOn: 'error', ignoreIcc: true })
       .removeAlpha()
       .toColourspace('srgb')
       .raw({ depth: 'uchar' })
@@ -650,10 +650,18 @@ export function colorize(map: ArrayLike<number>, opts: HeatmapOptions = {}): Uin
   return out;
 }
 
-/** A colour PNG of a w×h map. */
-export function heatmapPng(map: ArrayLike<number>, width: number, height: number, opts: HeatmapOptions = {}): Buffer {
+/** A colour PNG of a w×h map; the last argument is the options or just the colour map's name. */
+export function heatmapPng(map: ArrayLike<number>, width: number, height: number, opts: HeatmapOptions | Colormap = {}): Buffer {
   if (map.length !== width * height) throw new Error(`heatmapPng: ${map.length} values for ${width}×${height}`);
-  return encodePng(colorize(map, opts), width, height, 3);
+  return encodePng(colorize(map, typeof opts === 'string' ? { colormap: opts } : opts), width, height, 3);
+}
+
+/** A black-and-white PNG of a binary mask (non-zero = white), e.g. an NFA segmentation. */
+export function maskPng(mask: ArrayLike<number>, width: number, height: number): Buffer {
+  if (mask.length !== width * height) throw new Error(`maskPng: ${mask.length} values for ${width}×${height}`);
+  const px = new Uint8Array(width * height);
+  for (let i = 0; i < px.length; i++) px[i] = mask[i] ? 255 : 0;
+  return encodePng(px, width, height, 1);
 }
 
 export interface OverlayOptions extends HeatmapOptions {

@@ -16,6 +16,7 @@ import {
   isImagePath,
   loadImageForModel,
   loadMask,
+  maskPng,
   overlayHeatmap,
   pngDataUri,
   readImageHeader,
@@ -299,6 +300,9 @@ test('colour maps, heatmap PNG, overlay and contour', async () => {
   const hp = heatmapPng(new Float32Array([0, 0.5, 1, 0.25]), 2, 2);
   const { info } = await sharp(hp).raw().toBuffer({ resolveWithObject: true });
   assert.deepEqual([info.width, info.height, info.channels], [2, 2, 3]);
+  assert.deepEqual(heatmapPng([0, 1], 2, 1, 'gray'), heatmapPng([0, 1], 2, 1, { colormap: 'gray' }));
+  const mp = await sharp(maskPng([0, 1, 0, 7], 2, 2)).extractChannel(0).raw().toBuffer();
+  assert.deepEqual([...mp], [0, 255, 0, 255]);
   // overlay: alpha 0 = image, alpha 1 = colours (map resized to the image)
   const img = { data: new Uint8Array(4 * 4 * 3).fill(100), width: 4, height: 4, channels: 3 };
   assert.deepEqual(overlayHeatmap(img, [0, 1, 0, 1], 2, 2, { alpha: 0 }), img.data);
