@@ -1,0 +1,210 @@
+/**
+ * Jobs through the real daemon, on a tiny generated dataset (32×32 PNGs, builtin filter backbone,
+ * one flow step, a few epochs): training with work-done progress and trainingUpdate notifications,
+ * evaluation (and its cache), prediction while another training runs, cancelling a training
+ * mid-epoch and using its last checkpoint, a queued training's position and cancellation, a
+ * corrupt image failing only its job, $/cancelRequest of a waiting request, and the tensor count
+ * after 50 predictions. The tests share one daemon and run in order.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { CancellationTokenSource } from 'vscode-jsonrpc/node.js';
+import {
+  ErrorCodes,
+  type EvaluateResult,
+  type JobEnded,
+  type Prediction,
+  type RunInfo,
+  type StatusResult,
+  type TrainResult,
+  type TrainingUpdate,
+} from '../../server/protocol.js';
+import { tinyConfig, writeTinyCategory } from './fixtures.js';
+import { rejectsWith, startDaemon, tempDir, type DaemonProcess } from './harness.js';
+
+const MIN = 60_000;
+let d: DaemonProcess;
+let ws: string;
+let carpet: string;
+let grid: string;
+let firstRun: RunInfo;
+const cleanups: Array<() => void> = [];
+
+before(async () => {
+  const t = tempDir('uflow-train-');
+  cleanups.push(t.cleanup);
+  ws = t.dir;
+  const data = join(ws, 'data');
+  carpet = await writeTinyCategory(data, 'carpet', { size: 32, trainGood: 6, testGood: 2, defects: 2, seed: 1 });
+  grid = await writeTinyCategory(join(ws, 'broken'), 'grid', { size: 32, trainGood: 4, testGood: 1, defects: 1, seed: 2, corruptTrainImage: true });
+  d = await startDaemon({ workspaceFolders: [ws], workDoneProgress: true });
+});
+
+after(async () => {
+  if (d) {
+    const code = await d.close();
+    if (code !== 0) process.stderr.write(d.stderr());
+  }
+  for (const c of cleanups) c();
+});
+
+function ended(jobId: string, ms = 10 * MIN): Promise<JobEnded> {
+  return d.inbox.wait('uflow/jobEnded', (p: JobEnded) => p.jobId === jobId, ms, `jobEnded of ${jobId}`).then((n) => n.params as JobEnded);
+}
+
+function updates(jobId: string): TrainingUpdate[] {
+  return d.inbox.all('uflow/trainingUpdate', (p: TrainingUpdate) => p.jobId === jobId).map((n) => n.params as TrainingUpdate);
+}
+
+test('train: answers at once, then $/progress begin/report/end with rising epochs, trainingUpdate, jobEnded', { timeout: 15 * MIN }, async () => {
+  const t0 = Date.now();
+  const res = (await d.conn.sendRequest('uflow/train', { datasetPath: carpet, model: 'uflow', config: tinyConfig(3), workDoneToken: 'tok-train-1' })) as TrainResult;
+  assert.ok(Date.now() - t0 < 10_000, 'the request is answered before the training runs');
+  assert.equal(res.jobs.length, 1);
+  const job = res.jobs[0]!;
+  assert.equal(job.category, 'carpet');
+  assert.equal(job.position, 0);
+  assert.match(job.runId, /^carpet-uflow-/);
+
+  const end = await ended(job.jobId);
+  assert.equal(end.state, 'done', end.error);
+  assert.equal(end.kind, 'train');
+  assert.equal(end.runId, job.runId);
+  assert.equal(end.run?.state, 'finished');
+  assert.equal(end.run?.epochsDone, 3);
+  firstRun = end.run!;
+  assert.ok(existsSync(join(ws, '.uflow', 'runs', job.runId, 'checkpoint.safetensors')));
+
+  const prog = d.progress('tok-train-1');
+  assert.equal(prog[0]?.kind, 'begin', JSON.stringify(prog.slice(0, 3)));
+  assert.equal(prog[0]?.title, 'U-Flow carpet');
+  assert.equal(prog.at(-1)?.kind, 'end');
+  assert.match(prog.at(-1)?.message ?? '', /finished: 3 epochs/);
+  const reports = prog.filter((v) => v.kind === 'report');
+  const epochs = reports.map((v) => /^epoch (\d+)\/3 · loss -?[\d.e+-]+/.exec(v.message ?? '')).filter(Boolean).map((m) => Number(m![1]));
+  assert.ok(epochs.length >= 2, `epoch reports: ${JSON.stringify(reports.map((r) => r.message))}`);
+  for (let i = 1; i < epochs.length; i++) assert.ok(epochs[i]! >= epochs[i - 1]!, 'epochs never go back');
+  assert.ok(new Set(epochs).size >= 2 && epochs.at(-1) === 3, `epochs rise to 3: ${epochs}`);
+  const pct = reports.map((v) => v.percentage).filter((p) => p !== undefined) as number[];
+  for (let i = 1; i < pct.length; i++) assert.ok(pct[i]! >= pct[i - 1]!, 'percentages never go back');
+  assert.ok(reports.some((v) => /img\/s/.test(v.message ?? '')), 'throughput shown');
+
+  const ups = updates(job.jobId).filter((u) => u.phase === 'train');
+  assert.ok(ups.length >= 3, `trainingUpdate count ${ups.length}`);
+  for (let i = 1; i < ups.length; i++) assert.ok(ups[i]!.epoch >= ups[i - 1]!.epoch);
+  assert.equal(ups.at(-1)!.epochs, 3);
+  assert.equal(ups[0]!.runId, job.runId);
+
+  const status = (await d.conn.sendRequest('uflow/status')) as StatusResult;
+  assert.ok(status.jobs.some((j) => j.jobId === job.jobId && j.state === 'done'));
+  const runs = (await d.conn.sendRequest('uflow/runs', { workspace: ws })) as RunInfo[];
+  assert.equal(runs[0]?.runId, job.runId);
+  assert.equal(runs[0]?.state, 'finished');
+});
+
+test('evaluate: metrics on the test split, then the cached evaluation.json while the run is unchanged', { timeout: 10 * MIN }, async () => {
+  const ev = (await d.conn.sendRequest('uflow/evaluate', { runId: firstRun.runId })) as EvaluateResult;
+  assert.equal(ev.runId, firstRun.runId);
+  assert.equal(ev.overall.images, 4);
+  assert.equal(typeof ev.overall.image_auroc, 'number');
+  assert.ok(!ev.cached);
+  const again = (await d.conn.sendRequest('uflow/evaluate', { runId: firstRun.runId })) as EvaluateResult;
+  assert.equal(again.cached, true);
+  assert.equal(again.evaluatedAt, ev.evaluatedAt);
+});
+
+test('predict while another training runs; cancel that training mid-epoch; its last checkpoint predicts', { timeout: 15 * MIN }, async () => {
+  const res = (await d.conn.sendRequest('uflow/train', { datasetPath: carpet, model: 'uflow', config: tinyConfig(200) })) as TrainResult;
+  const long = res.jobs[0]!;
+  // Server-created progress (the client declared window.workDoneProgress and gave no token).
+  await d.inbox.wait('uflow/trainingUpdate', (u: TrainingUpdate) => u.jobId === long.jobId && u.phase === 'train' && u.epoch >= 2, 10 * MIN, 'epoch 2 of the long training');
+
+  // A second training queues behind it, with its position.
+  const queued = (await d.conn.sendRequest('uflow/train', { datasetPath: carpet, model: 'uflow', config: tinyConfig(2) })) as TrainResult;
+  assert.equal(queued.jobs[0]!.position, 1);
+  const st = (await d.conn.sendRequest('uflow/status')) as StatusResult;
+  assert.deepEqual(
+    st.jobs.filter((j) => j.kind === 'train' && (j.state === 'running' || j.state === 'queued')).map((j) => [j.jobId, j.state, j.position]),
+    [
+      [long.jobId, 'running', 0],
+      [queued.jobs[0]!.jobId, 'queued', 1],
+    ],
+  );
+
+  // Predict with the finished run while the long one trains.
+  const p = (await d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath: join(carpet, 'test', 'spot', '000.png') })) as Prediction;
+  assert.equal(typeof p.score, 'number');
+  assert.match(p.anomalyMapPng, /^data:image\/png;base64,/);
+  assert.equal(d.inbox.all('uflow/jobEnded', (e: JobEnded) => e.jobId === long.jobId).length, 0, 'the training was still running when the prediction was answered');
+
+  // Cancel the queued one: it ends at once, its run says so.
+  assert.equal(await d.conn.sendRequest('uflow/cancel', { jobId: queued.jobs[0]!.jobId }), null);
+  const qEnd = await ended(queued.jobs[0]!.jobId, MIN);
+  assert.equal(qEnd.state, 'cancelled');
+  assert.equal(qEnd.run?.state, 'cancelled');
+
+  // Cancel the long one mid-epoch.
+  await d.inbox.wait('uflow/trainingUpdate', (u: TrainingUpdate) => u.jobId === long.jobId && u.phase === 'train' && u.step < u.steps, 10 * MIN, 'a step inside an epoch');
+  assert.equal(await d.conn.sendRequest('uflow/cancel', { jobId: long.jobId }), null);
+  const lEnd = await ended(long.jobId, 5 * MIN);
+  assert.equal(lEnd.state, 'cancelled');
+  assert.equal(lEnd.run?.state, 'cancelled');
+  assert.ok((lEnd.run?.epochsDone ?? 0) >= 1 && (lEnd.run?.epochsDone ?? 0) < 200, `epochsDone ${lEnd.run?.epochsDone}`);
+  assert.ok(d.createdTokens.length >= 1, 'the daemon created a progress token for the long training');
+  const prog = d.progress(d.createdTokens[0]!);
+  assert.equal(prog[0]?.kind, 'begin');
+  assert.equal(prog.at(-1)?.kind, 'end');
+
+  // The last checkpoint of the cancelled run loads and predicts.
+  const p2 = (await d.conn.sendRequest('uflow/predict', { runId: long.runId, imagePath: join(carpet, 'test', 'good', '000.png') })) as Prediction;
+  assert.equal(p2.runId, long.runId);
+  assert.equal(typeof p2.maxNegLogNfa, 'number');
+});
+
+test('a corrupt image fails only its job; the daemon goes on serving', { timeout: 10 * MIN }, async () => {
+  const res = (await d.conn.sendRequest('uflow/train', { datasetPath: grid, model: 'uflow', config: tinyConfig(2) })) as TrainResult;
+  const end = await ended(res.jobs[0]!.jobId);
+  assert.equal(end.state, 'failed');
+  assert.match(end.error ?? '', /900_corrupt\.png/);
+  assert.equal(end.run?.state, 'failed');
+  const st = (await d.conn.sendRequest('uflow/status')) as StatusResult;
+  assert.equal(st.jobs.find((j) => j.jobId === res.jobs[0]!.jobId)?.state, 'failed');
+  const p = (await d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath: join(carpet, 'test', 'good', '001.png') })) as Prediction;
+  assert.equal(typeof p.score, 'number');
+});
+
+test('$/cancelRequest removes waiting predictions; 50 predictions leave the tensor count where it was', { timeout: 10 * MIN }, async () => {
+  const img = join(carpet, 'test', 'spot', '001.png');
+  await d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath: img }); // model cached
+  const before = ((await d.conn.sendRequest('uflow/status')) as StatusResult).memory.tensors;
+
+  // 12 in flight, the last 6 cancelled at once: they are still waiting in the predict lane.
+  const sources = Array.from({ length: 12 }, () => new CancellationTokenSource());
+  const calls = sources.map((s) => d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath: img }, s.token));
+  for (const s of sources.slice(6)) s.cancel();
+  const settled = await Promise.allSettled(calls);
+  const cancelled = settled.filter((r) => r.status === 'rejected' && (r.reason as { code: number }).code === ErrorCodes.Cancelled).length;
+  const ok = settled.filter((r) => r.status === 'fulfilled').length;
+  assert.equal(ok + cancelled, 12, JSON.stringify(settled.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason?.message)));
+  assert.ok(cancelled >= 1 && ok >= 6, `ok ${ok}, cancelled ${cancelled}`);
+
+  for (let i = 0; i < 50; i++) {
+    const r = (await d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath: img, includeRaw: i % 2 === 0 })) as Prediction;
+    assert.equal(r.runId, firstRun.runId);
+  }
+  const afterStatus = (await d.conn.sendRequest('uflow/status')) as StatusResult;
+  assert.equal(afterStatus.memory.tensors, before, 'tf.memory().numTensors back to its value after 50 predictions');
+  assert.deepEqual(afterStatus.jobs.filter((j) => j.state === 'running' || j.state === 'queued'), []);
+});
+
+test('an evaluation waiting behind another is cancelled by $/cancelRequest', { timeout: 10 * MIN }, async () => {
+  const first = d.conn.sendRequest('uflow/evaluate', { runId: firstRun.runId, highPrecision: true });
+  const src = new CancellationTokenSource();
+  const second = d.conn.sendRequest('uflow/evaluate', { runId: firstRun.runId, highPrecision: true, datasetPath: carpet }, src.token);
+  src.cancel();
+  await rejectsWith(second, ErrorCodes.Cancelled, /uflow\/evaluate: cancelled/);
+  const ev = (await first) as EvaluateResult;
+  assert.equal(ev.highPrecision, true);
+});
