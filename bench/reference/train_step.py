@@ -79,6 +79,92 @@ class UFlow(nn.Module):
         return zs, logdet
 
 
+def read_safetensors(path):
+    import struct
+
+    with open(path, "rb") as f:
+        buf = f.read()
+    n = struct.unpack("<Q", buf[:8])[0]
+    header = json.loads(buf[8 : 8 + n])
+    meta = header.pop("__metadata__", {})
+    out = {}
+    for k, v in header.items():
+        assert v["dtype"] == "F32", (k, v["dtype"])
+        b, e = v["data_offsets"]
+        out[k] = torch.from_numpy(np.frombuffer(buf[8 + n + b : 8 + n + e], dtype="<f4").copy().reshape(v["shape"]))
+    return out, meta
+
+
+def load_reference_state(model, flow_steps, state):
+    """Loads `flow.module_list.<i>.*` / `feature_extractor.feature_normalizations.<i>.*` names."""
+    with torch.no_grad():
+        if model.norms is not None:
+            for i, n in enumerate(model.norms):
+                n.weight.copy_(state[f"feature_extractor.feature_normalizations.{i}.weight"])
+                n.bias.copy_(state[f"feature_extractor.feature_normalizations.{i}.bias"])
+        for j, stage in enumerate(model.stages):
+            for k, block in enumerate(stage):
+                p = f"flow.module_list.{j * (flow_steps + 3) + k}."
+                block.global_scale.copy_(state[p + "global_scale"])
+                block.global_offset.copy_(state[p + "global_offset"])
+                block.w_perm.copy_(state[p + "w_perm"])
+                for q in ("0", "2"):
+                    block.subnet[int(q)].weight.copy_(state[p + f"subnet.{q}.weight"])
+                    block.subnet[int(q)].bias.copy_(state[p + f"subnet.{q}.bias"])
+
+
+def named_reference_params(model, flow_steps):
+    """Trainable parameters under their reference state-dict names (PyTorch layouts)."""
+    out = {}
+    if model.norms is not None:
+        for i, n in enumerate(model.norms):
+            out[f"feature_extractor.feature_normalizations.{i}.weight"] = n.weight
+            out[f"feature_extractor.feature_normalizations.{i}.bias"] = n.bias
+    for j, stage in enumerate(model.stages):
+        for k, block in enumerate(stage):
+            p = f"flow.module_list.{j * (flow_steps + 3) + k}."
+            out[p + "global_scale"] = block.global_scale
+            out[p + "global_offset"] = block.global_offset
+            for q in (0, 2):
+                out[p + f"subnet.{q}.weight"] = block.subnet[q].weight
+                out[p + f"subnet.{q}.bias"] = block.subnet[q].bias
+    return out
+
+
+def check(path, steps, lr, weight_decay):
+    """Parity mode: config, state and features from a safetensors file; Adam steps; losses and final state as JSON."""
+    state, meta = read_safetensors(path)
+    cfg = json.loads(meta["config"])
+    sizes = [cfg["inputSize"] // f for f in cfg["scaleFactors"]]
+    model = UFlow(cfg["channels"], sizes, cfg["flowSteps"], cfg["layerNorm"])
+    load_reference_state(model, cfg["flowSteps"], state)
+    feats = [state[f"input_scale{i + 1}"] for i in range(len(sizes))]
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=lr, weight_decay=weight_decay)
+    losses = []
+    grads = {}
+    for i in range(steps):
+        opt.zero_grad()
+        zs, logdet = model(feats)
+        loss = torch.mean(sum(0.5 * torch.sum(z**2, dim=(1, 2, 3)) for z in zs) - logdet)
+        loss.backward()
+        if i == 0:
+            grads = {k: v.grad.reshape(-1).tolist() for k, v in named_reference_params(model, cfg["flowSteps"]).items()}
+        opt.step()
+        losses.append(loss.item())
+    zs, logdet = model(feats)
+    final = torch.mean(sum(0.5 * torch.sum(z**2, dim=(1, 2, 3)) for z in zs) - logdet).item()
+    params = {}
+    if model.norms is not None:
+        params["feature_extractor.feature_normalizations.0.weight"] = model.norms[0].weight.detach().reshape(-1).tolist()
+    for j, stage in enumerate(model.stages):
+        for k, block in enumerate(stage):
+            p = f"flow.module_list.{j * (cfg['flowSteps'] + 3) + k}."
+            params[p + "global_scale"] = block.global_scale.detach().reshape(-1).tolist()
+            params[p + "subnet.2.bias"] = block.subnet[2].bias.detach().reshape(-1).tolist()
+            params[p + "subnet.0.weight"] = block.subnet[0].weight.detach().reshape(-1).tolist()
+    print(json.dumps({"losses": losses, "final_loss": final, "params": params, "grads": grads}))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--channels", default="64,128,256")
@@ -89,8 +175,14 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--check", help="parity mode: a safetensors file with config metadata, state and input_scale<i> features")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-5)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.check:
+        check(args.check, args.steps, args.lr, args.weight_decay)
+        return
     torch.manual_seed(0)
     channels = [int(c) for c in args.channels.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
