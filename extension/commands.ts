@@ -1,0 +1,301 @@
+/**
+ * The commands. Each one that waits on the daemon shows cancellable progress and passes the
+ * cancellation on (JSON-RPC $/cancelRequest, or uflow/cancel for a training job). They also take
+ * arguments so tests and other extensions can run them without prompts, and return what they got.
+ */
+import * as vscode from 'vscode';
+import {
+  Methods,
+  type DatasetInfo,
+  type DownloadModelsResult,
+  type Evaluation,
+  type ModelKind,
+  type RunInfo,
+  type TrainParams,
+  type TrainResult,
+} from '../server/protocol.js';
+import { installBackend } from './backend.js';
+import { errorMessage, isCancellation, type Daemon } from './daemon.js';
+import { IMAGE_VIEW_TYPE } from './imageEditor.js';
+import { ResultsPanel, TrainingPanel, type PanelContext } from './panels.js';
+import { exists, IMAGE_EXTENSIONS, isImagePath, listRuns, pickRun, readEvaluation } from './runs.js';
+import type { RunsNode, RunsTreeProvider } from './runsTree.js';
+
+export interface TrainOptions {
+  category?: string;
+  /** Overrides on top of the uflow.trainConfig setting. */
+  config?: TrainParams['config'];
+  /** Skip the "training started" notification. */
+  quiet?: boolean;
+}
+
+export interface CommandContext extends PanelContext {
+  runsTree: RunsTreeProvider;
+}
+
+const MVTEC_CATEGORIES = [
+  'bottle', 'cable', 'capsule', 'carpet', 'grid', 'hazelnut', 'leather', 'metal_nut', 'pill', 'screw', 'tile', 'toothbrush', 'transistor', 'wood', 'zipper',
+];
+
+/** A run id from whatever a command was given: a string, a Runs view node, or a run. */
+function runIdOf(arg: unknown): string | undefined {
+  if (typeof arg === 'string') return arg;
+  if (arg && typeof arg === 'object') {
+    const a = arg as Partial<RunsNode> & { runId?: string; run?: RunInfo };
+    if (typeof a.runId === 'string') return a.runId;
+    if (a.run && typeof a.run.runId === 'string') return a.run.runId;
+  }
+  return undefined;
+}
+
+function showError(what: string, e: unknown, daemon: Daemon): void {
+  if (isCancellation(e)) return;
+  void vscode.window.showErrorMessage(`${what}: ${errorMessage(e)}`, 'Show Log').then((a) => a && daemon.output.show());
+}
+
+export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
+  const { daemon } = ctx;
+  const reg = (id: string, fn: (...args: any[]) => unknown) =>
+    vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (e) {
+        showError(`U-Flow: ${id.replace(/^uflow\./, '')} failed`, e, daemon);
+        return undefined;
+      }
+    });
+
+  const train = async (model: ModelKind, uri?: vscode.Uri, _all?: vscode.Uri[], opts: TrainOptions = {}): Promise<TrainResult | undefined> => {
+    let folder = uri instanceof vscode.Uri ? uri : undefined;
+    if (!folder) {
+      const picked = await vscode.window.showOpenDialog({
+        canSelectFolders: true,
+        canSelectFiles: false,
+        canSelectMany: false,
+        defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+        openLabel: model === 'fastflow' ? 'Train FastFlow' : 'Train U-Flow',
+        title: 'Dataset folder (MVTec layout: <category>/train/good, or a folder of normal images)',
+      });
+      folder = picked?.[0];
+      if (!folder) return undefined;
+    }
+    const path = folder.fsPath;
+    return vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `U-Flow: preparing training on ${vscode.workspace.asRelativePath(folder)}`, cancellable: true },
+      async (progress, token) => {
+        progress.report({ message: 'inspecting the dataset…' });
+        const info = await daemon.request<DatasetInfo>(Methods.inspectDataset, { path }, token);
+        for (const p of info.problems) daemon.output.appendLine(`[dataset] ${p.severity}: ${p.path}: ${p.message}`);
+        const errors = info.problems.filter((p) => p.severity === 'error');
+        if (errors.length || !info.categories.length) {
+          const msg = errors[0]?.message ?? 'no training images found (expected <category>/train/good or a folder of images)';
+          void vscode.window.showErrorMessage(`U-Flow cannot train on ${vscode.workspace.asRelativePath(folder!)}: ${msg}`, 'Show Log').then((a) => a && daemon.output.show());
+          return undefined;
+        }
+        let categories: Array<string | undefined> = [opts.category];
+        if (!opts.category && info.layout === 'mvtec-root' && info.categories.length > 1) {
+          const items = info.categories.map((c) => ({
+            label: c.name,
+            description: `${c.trainGood} train · ${c.testGood + Object.values(c.defects).reduce((a, b) => a + b, 0)} test`,
+            picked: false,
+          }));
+          const chosen = await vscode.window.showQuickPick(items, { canPickMany: true, title: 'Categories to train (one job each)', placeHolder: 'Select categories' }, token);
+          if (!chosen?.length) return undefined;
+          categories = chosen.length === info.categories.length ? [undefined] : chosen.map((c) => c.label);
+        }
+        const setting = vscode.workspace.getConfiguration('uflow').get<TrainParams['config']>('trainConfig') ?? {};
+        const config: TrainParams['config'] = {
+          model: { ...(setting.model ?? {}), ...(opts.config?.model ?? {}) },
+          trainer: { ...(setting.trainer ?? {}), ...(opts.config?.trainer ?? {}) },
+        };
+        const workspace = vscode.workspace.getWorkspaceFolder(folder!)?.uri.fsPath;
+        const result: TrainResult = { jobs: [] };
+        for (const category of categories) {
+          progress.report({ message: `queuing ${category ?? 'all categories'}…` });
+          const params: TrainParams = { datasetPath: path, category, model, config, workspace };
+          const r = await daemon.request<TrainResult>(Methods.train, params, token);
+          result.jobs.push(...r.jobs);
+        }
+        for (const j of result.jobs) {
+          ctx.tracker.update({
+            runId: j.runId, jobId: j.jobId, category: j.category, model, phase: 'features', epoch: 0,
+            epochs: config.trainer?.epochs ?? 0, step: 0, steps: 0, message: j.position > 0 ? `queued (position ${j.position})` : 'starting',
+          });
+        }
+        void daemon.refreshStatus();
+        ctx.runsTree.refresh();
+        if (!opts.quiet && result.jobs.length) {
+          const names = result.jobs.map((j) => j.category).join(', ');
+          void vscode.window.showInformationMessage(`U-Flow: training ${names} (${model}) started.`, 'Show Training', 'Cancel').then((a) => {
+            if (a === 'Show Training') void vscode.commands.executeCommand('uflow.showTraining', result.jobs[0]!.runId);
+            if (a === 'Cancel') for (const j of result.jobs) void vscode.commands.executeCommand('uflow.cancelTraining', j.jobId);
+          });
+        }
+        return result;
+      },
+    );
+  };
+
+  const evaluate = async (arg?: unknown, opts: { show?: boolean; highPrecision?: boolean } = {}): Promise<Evaluation | undefined> => {
+    const runId = runIdOf(arg);
+    const run = runId
+      ? (await listRuns(daemon)).find((r) => r.runId === runId)
+      : await pickRun(daemon, {
+          title: 'Evaluate which run?',
+          filter: (r) => r.epochsDone > 0 && r.state !== 'running' && r.state !== 'queued',
+          empty: 'No trained U-Flow run in this workspace yet: right-click a dataset folder and choose Train U-Flow.',
+        });
+    if (!run) {
+      if (runId) void vscode.window.showErrorMessage(`U-Flow: no run '${runId}' in this workspace.`);
+      return undefined;
+    }
+    const evaluation = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `U-Flow: evaluating ${run.category} (${run.model})`, cancellable: true },
+      (progress, token) => {
+        let last = 0;
+        return daemon.requestWithProgress<Evaluation>(
+          Methods.evaluate,
+          { runId: run.runId, highPrecision: opts.highPrecision },
+          (p) => {
+            const inc = p.percentage !== undefined ? Math.max(0, p.percentage - last) : undefined;
+            if (p.percentage !== undefined) last = p.percentage;
+            progress.report({ message: p.message, increment: inc });
+          },
+          token,
+        );
+      },
+    );
+    ctx.runsTree.refresh();
+    if (opts.show !== false) await ResultsPanel.show(ctx, run, evaluation);
+    return evaluation;
+  };
+
+  const openResults = async (arg?: unknown): Promise<ResultsPanel | undefined> => {
+    const runId = runIdOf(arg);
+    const runs = await listRuns(daemon);
+    let run = runId ? runs.find((r) => r.runId === runId) : undefined;
+    if (!run) {
+      const withResults: RunInfo[] = [];
+      for (const r of runs) if (await exists(`${r.dir}/evaluation.json`)) withResults.push(r);
+      if (!withResults.length) {
+        const a = await vscode.window.showInformationMessage('No evaluated U-Flow run yet.', 'Evaluate…');
+        if (a) await vscode.commands.executeCommand('uflow.evaluate');
+        return undefined;
+      }
+      run = await pickRun(daemon, { title: 'Results of which run?', filter: (r) => withResults.includes(r), empty: 'No evaluated U-Flow run yet.' });
+      if (!run) return undefined;
+    }
+    const evaluation = await readEvaluation(run);
+    if (!evaluation) {
+      const a = await vscode.window.showInformationMessage(`Run ${run.runId} has not been evaluated yet.`, 'Evaluate');
+      if (a) await evaluate(run.runId);
+      return undefined;
+    }
+    return ResultsPanel.show(ctx, run, evaluation);
+  };
+
+  const cancelTraining = async (arg?: unknown): Promise<boolean> => {
+    // A string is a job id (the Training view sends those); a Runs view node or { runId } names a run.
+    let jobId: string | undefined =
+      typeof arg === 'string' ? arg : arg && typeof arg === 'object' && typeof (arg as { jobId?: unknown }).jobId === 'string' ? (arg as { jobId: string }).jobId : undefined;
+    if (!jobId) {
+      const status = await daemon.refreshStatus();
+      const jobs = (status?.jobs ?? []).filter((j) => j.kind === 'train' && (j.state === 'running' || j.state === 'queued'));
+      const runId = runIdOf(arg);
+      const matching = runId ? jobs.filter((j) => j.runId === runId) : jobs;
+      if (!matching.length) {
+        void vscode.window.showInformationMessage('No U-Flow training is running.');
+        return false;
+      }
+      if (matching.length === 1) jobId = matching[0]!.jobId;
+      else {
+        const picked = await vscode.window.showQuickPick(
+          matching.map((j) => ({ label: j.title, description: j.state === 'queued' ? `queued (#${j.position})` : 'running', jobId: j.jobId })),
+          { title: 'Cancel which training?' },
+        );
+        jobId = picked?.jobId;
+      }
+    }
+    if (!jobId) return false;
+    await daemon.request(Methods.cancel, { jobId });
+    return true;
+  };
+
+  const predictImage = async (uri?: vscode.Uri): Promise<void> => {
+    let target = uri instanceof vscode.Uri ? uri : undefined;
+    if (!target) {
+      const active = vscode.window.activeTextEditor?.document.uri ?? activeTabUri();
+      if (active && isImagePath(active.fsPath)) target = active;
+    }
+    if (!target) {
+      const picked = await vscode.window.showOpenDialog({
+        canSelectMany: false,
+        defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+        filters: { Images: IMAGE_EXTENSIONS },
+        openLabel: 'Predict',
+        title: 'Image to score with the newest U-Flow run',
+      });
+      target = picked?.[0];
+    }
+    if (!target) return;
+    await vscode.commands.executeCommand('vscode.openWith', target, IMAGE_VIEW_TYPE);
+  };
+
+  const downloadModels = async (categories?: string[]): Promise<DownloadModelsResult | undefined> => {
+    if (!Array.isArray(categories)) {
+      const items = [{ label: 'All categories', all: true }, ...MVTEC_CATEGORIES.map((c) => ({ label: c, all: false }))];
+      const chosen = await vscode.window.showQuickPick(items, { canPickMany: true, title: 'Download the published U-Flow checkpoints (MVTec AD)' });
+      if (!chosen?.length) return undefined;
+      categories = chosen.some((c) => c.all) ? undefined : chosen.map((c) => c.label);
+    }
+    const result = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: 'U-Flow: downloading pretrained models', cancellable: true },
+      (progress, token) => {
+        let last = 0;
+        return daemon.requestWithProgress<DownloadModelsResult>(
+          Methods.downloadModels,
+          { categories },
+          (p) => {
+            const inc = p.percentage !== undefined ? Math.max(0, p.percentage - last) : undefined;
+            if (p.percentage !== undefined) last = p.percentage;
+            progress.report({ message: p.message, increment: inc });
+          },
+          token,
+        );
+      },
+    );
+    const fetched = result.files.filter((f) => !f.skipped).length;
+    void vscode.window.showInformationMessage(`U-Flow: ${fetched} file(s) downloaded, ${result.files.length - fetched} already present (checksums verified).`);
+    return result;
+  };
+
+  return [
+    reg('uflow.train', (uri?: vscode.Uri, all?: vscode.Uri[], opts?: TrainOptions) => train('uflow', uri, all, opts)),
+    reg('uflow.trainFastflow', (uri?: vscode.Uri, all?: vscode.Uri[], opts?: TrainOptions) => train('fastflow', uri, all, opts)),
+    reg('uflow.evaluate', evaluate),
+    reg('uflow.predictImage', predictImage),
+    reg('uflow.openResults', openResults),
+    reg('uflow.cancelTraining', cancelTraining),
+    reg('uflow.showRuns', async () => {
+      ctx.tracker.clearInterrupted();
+      ctx.runsTree.refresh();
+      await vscode.commands.executeCommand('uflow.runs.focus');
+    }),
+    reg('uflow.showTraining', async (arg?: unknown) => TrainingPanel.show(ctx, runIdOf(arg))),
+    reg('uflow.refreshRuns', () => ctx.runsTree.refresh()),
+    reg('uflow.installBackend', (choice?: 'gpu' | 'cpu') => installBackend(daemon, choice)),
+    reg('uflow.downloadModels', downloadModels),
+    reg('uflow.restartDaemon', () => daemon.restart()),
+    reg('uflow.showLog', () => daemon.output.show(true)),
+    reg('uflow.revealCheckpoint', (node?: RunsNode) => {
+      if (node && node.kind === 'file') return vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(node.path));
+      return undefined;
+    }),
+  ];
+}
+
+function activeTabUri(): vscode.Uri | undefined {
+  const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+  if (input instanceof vscode.TabInputCustom || input instanceof vscode.TabInputText) return input.uri;
+  return undefined;
+}

@@ -1,0 +1,276 @@
+/**
+ * Hosts of the Training and Results webview panels. The webviews only talk to this side by
+ * postMessage; everything they show comes from here (data URIs, or webview URIs of the run's
+ * own folder). Both panels survive hiding (retainContextWhenHidden) and reloads (serializers +
+ * the webview's own setState).
+ */
+import { isAbsolute, join } from 'node:path';
+import * as vscode from 'vscode';
+import type { Evaluation, RunInfo } from '../server/protocol.js';
+import type {
+  GalleryImages,
+  ResultsFromWebview,
+  ResultsState,
+  ResultsToWebview,
+  TrainingFromWebview,
+  TrainingRunView,
+  TrainingState,
+  TrainingToWebview,
+} from '../webview/shared.js';
+import { errorMessage, type Daemon } from './daemon.js';
+import type { Predictions } from './predictions.js';
+import { fileDataUri, findRun, listRuns, readEvaluation } from './runs.js';
+import type { TrainingTracker } from './training.js';
+import { webviewHtml, webviewOptions } from './webviewHtml.js';
+
+export const TRAINING_VIEW_TYPE = 'uflow.training';
+export const RESULTS_VIEW_TYPE = 'uflow.results';
+
+// ---------------------------------------------------------------------------------------------
+// Training
+
+export class TrainingPanel {
+  static current: TrainingPanel | undefined;
+  private readonly subs: vscode.Disposable[] = [];
+  private selected: string | undefined;
+
+  static async show(ctx: PanelContext, runId?: string): Promise<TrainingPanel> {
+    if (TrainingPanel.current) {
+      TrainingPanel.current.panel.reveal(undefined, false);
+      if (runId) await TrainingPanel.current.select(runId);
+      return TrainingPanel.current;
+    }
+    const panel = vscode.window.createWebviewPanel(TRAINING_VIEW_TYPE, 'U-Flow Training', vscode.ViewColumn.Active, {
+      ...webviewOptions(ctx.context.extensionUri),
+      retainContextWhenHidden: true,
+    });
+    const p = new TrainingPanel(ctx, panel, runId);
+    return p;
+  }
+
+  constructor(
+    private readonly ctx: PanelContext,
+    readonly panel: vscode.WebviewPanel,
+    runId?: string,
+  ) {
+    TrainingPanel.current = this;
+    this.selected = runId;
+    panel.iconPath = vscode.Uri.joinPath(ctx.context.extensionUri, 'media', 'uflow.svg');
+    panel.webview.options = { ...webviewOptions(ctx.context.extensionUri) };
+    panel.webview.html = webviewHtml(panel.webview, ctx.context.extensionUri, 'training', 'U-Flow Training');
+    this.subs.push(
+      panel.webview.onDidReceiveMessage((m: TrainingFromWebview) => this.onMessage(m)),
+      ctx.tracker.onDidChange((run) => this.post({ type: 'update', run })),
+      panel.onDidDispose(() => this.dispose()),
+    );
+  }
+
+  private post(m: TrainingToWebview): void {
+    void this.panel.webview.postMessage(m);
+  }
+
+  private async onMessage(m: TrainingFromWebview): Promise<void> {
+    switch (m.type) {
+      case 'ready':
+        await this.sendAll();
+        break;
+      case 'cancel':
+        await vscode.commands.executeCommand('uflow.cancelTraining', m.jobId);
+        break;
+      case 'evaluate':
+        await vscode.commands.executeCommand('uflow.evaluate', m.runId);
+        break;
+      case 'select':
+        this.selected = m.runId;
+        break;
+    }
+  }
+
+  async select(runId: string): Promise<void> {
+    this.selected = runId;
+    await this.sendAll();
+  }
+
+  private async sendAll(): Promise<void> {
+    const views: TrainingRunView[] = [...this.ctx.tracker.all()];
+    // Runs trained earlier (or before a reload): their curves come from metrics.jsonl.
+    try {
+      const runs = await listRuns(this.ctx.daemon);
+      for (const r of runs.slice(0, 20)) {
+        if (!views.some((v) => v.runId === r.runId)) views.push(await this.ctx.tracker.fromRun(r));
+        else if (r.runId === this.selected) await this.ctx.tracker.fromRun(r);
+      }
+    } catch {
+      /* the daemon may be restarting: live runs only */
+    }
+    const selected = this.selected ?? this.ctx.tracker.latest()?.runId ?? views[0]?.runId;
+    this.post({ type: 'runs', runs: views, selected });
+  }
+
+  dispose(): void {
+    if (TrainingPanel.current === this) TrainingPanel.current = undefined;
+    for (const s of this.subs) s.dispose();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+export interface PanelContext {
+  context: vscode.ExtensionContext;
+  daemon: Daemon;
+  tracker: TrainingTracker;
+  predictions: Predictions;
+}
+
+export class ResultsPanel {
+  static readonly panels = new Map<string, ResultsPanel>();
+  private readonly subs: vscode.Disposable[] = [];
+  private evaluation: Evaluation | undefined;
+  private readonly ready: Promise<void>;
+  private markReady!: () => void;
+  private wasReady = false;
+
+  static async show(ctx: PanelContext, run: RunInfo, evaluation: Evaluation): Promise<ResultsPanel> {
+    let p = ResultsPanel.panels.get(run.runId);
+    if (p) {
+      p.panel.reveal(undefined, false);
+    } else {
+      const panel = vscode.window.createWebviewPanel(RESULTS_VIEW_TYPE, resultsTitle(run), vscode.ViewColumn.Active, {
+        ...webviewOptions(ctx.context.extensionUri, [vscode.Uri.file(run.dir)]),
+        retainContextWhenHidden: true,
+      });
+      p = new ResultsPanel(ctx, panel, run);
+    }
+    await p.setEvaluation(evaluation);
+    return p;
+  }
+
+  constructor(
+    private readonly ctx: PanelContext,
+    readonly panel: vscode.WebviewPanel,
+    readonly run: RunInfo,
+  ) {
+    ResultsPanel.panels.set(run.runId, this);
+    this.ready = new Promise((res) => (this.markReady = res));
+    panel.title = resultsTitle(run);
+    panel.iconPath = vscode.Uri.joinPath(ctx.context.extensionUri, 'media', 'uflow.svg');
+    panel.webview.options = webviewOptions(ctx.context.extensionUri, [vscode.Uri.file(run.dir)]);
+    panel.webview.html = webviewHtml(panel.webview, ctx.context.extensionUri, 'results', resultsTitle(run));
+    this.subs.push(
+      panel.webview.onDidReceiveMessage((m: ResultsFromWebview) => this.onMessage(m)),
+      panel.onDidDispose(() => this.dispose()),
+    );
+  }
+
+  private post(m: ResultsToWebview): void {
+    void this.panel.webview.postMessage(m);
+  }
+
+  async setEvaluation(evaluation: Evaluation): Promise<void> {
+    this.evaluation = evaluation;
+    await this.ready;
+    this.sendEvaluation();
+  }
+
+  private sendEvaluation(): void {
+    if (!this.evaluation) return;
+    this.post({ type: 'evaluation', evaluation: this.evaluation, run: this.run, title: resultsTitle(this.run) });
+  }
+
+  private async onMessage(m: ResultsFromWebview): Promise<void> {
+    switch (m.type) {
+      case 'ready':
+        // The first 'ready' releases setEvaluation(); a later one (the webview reloaded) needs the data again.
+        if (this.wasReady) this.sendEvaluation();
+        this.wasReady = true;
+        this.markReady();
+        break;
+      case 'needImages':
+        await this.sendImages(m.paths);
+        break;
+      case 'openImage':
+        await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(m.path), 'uflow.imageView', vscode.ViewColumn.Beside);
+        break;
+      case 'reevaluate':
+        await vscode.commands.executeCommand('uflow.evaluate', this.run.runId);
+        break;
+    }
+  }
+
+  private async sendImages(paths: string[]): Promise<void> {
+    const ev = this.evaluation;
+    if (!ev) return;
+    const byPath = new Map(ev.images.map((i) => [i.path, i]));
+    // Small batches so the first rows appear quickly.
+    for (let i = 0; i < paths.length; i += 8) {
+      const batch: Record<string, GalleryImages> = {};
+      await Promise.all(
+        paths.slice(i, i + 8).map(async (path) => {
+          const r = byPath.get(path);
+          if (!r) return;
+          const g: GalleryImages = {};
+          const [image, mask] = await Promise.all([fileDataUri(r.path, 16 * 1024 * 1024), r.maskPath ? fileDataUri(r.maskPath, 16 * 1024 * 1024) : undefined]);
+          g.image = image;
+          g.mask = mask;
+          if (r.maps) {
+            const u = (rel: string | undefined) =>
+              rel ? this.panel.webview.asWebviewUri(vscode.Uri.file(isAbsolute(rel) ? rel : join(this.run.dir, rel))).toString() : undefined;
+            g.anomaly = u(r.maps.overlay ?? r.maps.anomaly);
+            g.nfa = u(r.maps.nfa);
+            g.segmentation = u(r.maps.segmentation);
+          } else {
+            try {
+              const p = await this.ctx.predictions.predict(r.path, { runId: this.run.runId });
+              g.anomaly = p.anomalyMapPng;
+              g.nfa = p.nfaMapPng;
+              g.segmentation = p.segmentationPng;
+            } catch (e) {
+              g.error = errorMessage(e);
+            }
+          }
+          batch[path] = g;
+        }),
+      );
+      this.post({ type: 'images', images: batch });
+    }
+  }
+
+  dispose(): void {
+    if (ResultsPanel.panels.get(this.run.runId) === this) ResultsPanel.panels.delete(this.run.runId);
+    for (const s of this.subs) s.dispose();
+  }
+}
+
+function resultsTitle(run: RunInfo): string {
+  return `U-Flow Results: ${run.category} (${run.model})`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restoring panels after a window reload
+
+export function registerPanelSerializers(ctx: PanelContext): vscode.Disposable[] {
+  return [
+    vscode.window.registerWebviewPanelSerializer(TRAINING_VIEW_TYPE, {
+      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: TrainingState | undefined) {
+        new TrainingPanel(ctx, panel, state?.selected);
+      },
+    }),
+    vscode.window.registerWebviewPanelSerializer(RESULTS_VIEW_TYPE, {
+      async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: ResultsState | undefined) {
+        try {
+          const run = state?.runId ? await findRun(ctx.daemon, state.runId) : undefined;
+          const evaluation = run ? await readEvaluation(run) : undefined;
+          if (!run || !evaluation) {
+            panel.dispose();
+            return;
+          }
+          const p = new ResultsPanel(ctx, panel, run);
+          await p.setEvaluation(evaluation);
+        } catch {
+          panel.dispose();
+        }
+      },
+    }),
+  ];
+}

@@ -1,0 +1,88 @@
+import * as assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as vscode from 'vscode';
+import type { Evaluation, JobEnded, RunInfo, TrainResult } from '../../../server/protocol.js';
+import { api, demoCategory, until, waitForEvent } from './util.js';
+
+/** Shared with the later suites: the run trained here. */
+export const trained: { run?: RunInfo; evaluation?: Evaluation } = {};
+
+describe('train and evaluate the demo dataset by command', function () {
+  this.timeout(600_000);
+  let runId: string;
+
+  it('trains U-Flow on the demo category and the run appears', async () => {
+    const a = await api();
+    const epochsSeen = new Set<number>();
+    const sub = a.daemon.onTrainingUpdate((u) => {
+      if (u.phase === 'train' || u.phase === 'validate' || u.phase === 'done') epochsSeen.add(u.epoch);
+    });
+    let result: TrainResult | undefined;
+    const ended = await waitForEvent<JobEnded>(
+      a.daemon.onJobEnded,
+      (e) => e.kind === 'train' && !!result && result.jobs.some((j) => j.jobId === e.jobId),
+      'the training job to end',
+      480_000,
+      async () => {
+        result = await vscode.commands.executeCommand<TrainResult>('uflow.train', vscode.Uri.file(demoCategory()), undefined, { quiet: true });
+        assert.ok(result, 'uflow.train returned its jobs');
+        assert.equal(result.jobs.length, 1);
+        assert.equal(result.jobs[0]!.category, 'demo_tile');
+      },
+    );
+    sub.dispose();
+    assert.equal(ended.state, 'done', `training ended ${ended.state}: ${ended.error ?? ''}`);
+    runId = result!.jobs[0]!.runId;
+    assert.ok(epochsSeen.size >= 2, `training updates for several epochs (saw ${[...epochsSeen].join(', ')})`);
+    const view = a.tracker.get(runId);
+    assert.ok(view, 'the tracker followed the run');
+    assert.equal(view.state, 'finished');
+    assert.ok(view.points.length >= 2 && view.points.every((p) => typeof p.loss === 'number'), 'loss per epoch');
+
+    // The run is listed (daemon) and shown in the Runs view with its checkpoint.
+    const roots = await a.runsTree.getChildren();
+    const node = roots.find((n) => n.kind === 'run' && n.run.runId === runId);
+    assert.ok(node && node.kind === 'run', 'the run is in the Runs view');
+    assert.equal(node.run.state, 'finished');
+    trained.run = node.run;
+    const children = await a.runsTree.getChildren(node);
+    assert.ok(children.some((c) => c.kind === 'file' && c.label === 'checkpoint.safetensors'), 'its checkpoint is listed');
+    assert.ok(existsSync(join(node.run.dir, 'checkpoint.safetensors')));
+  });
+
+  it('evaluates the run by command and opens the Results view', async () => {
+    const a = await api();
+    const evaluation = await vscode.commands.executeCommand<Evaluation>('uflow.evaluate', runId);
+    assert.ok(evaluation, 'uflow.evaluate returned the evaluation');
+    trained.evaluation = evaluation;
+    assert.equal(evaluation.runId, runId);
+    assert.equal(evaluation.images.length, 5, 'every test image scored');
+    for (const k of ['image_auroc', 'pixel_auroc', 'aupro', 'miou'] as const) {
+      const v = evaluation.overall[k];
+      assert.ok(v === null || (v >= 0 && v <= 1), `${k} = ${v}`);
+    }
+    assert.ok(typeof evaluation.overall.image_auroc === 'number', 'image AUROC computed');
+    assert.deepEqual(Object.keys(evaluation.perDefect).sort(), ['hole', 'scratch', 'stain']);
+    await until(() => a.panels.results().some((p) => p.run.runId === runId), [vscode.window.tabGroups.onDidChangeTabs as vscode.Event<unknown>], 'the Results panel');
+    const panel = a.panels.results().find((p) => p.run.runId === runId)!;
+    assert.ok(panel.panel.visible || panel.panel.active, 'the Results panel is shown');
+    // Its tree node now offers Results and the test images.
+    const roots = await a.runsTree.getChildren();
+    const node = roots.find((n) => n.kind === 'run' && n.run.runId === runId)!;
+    const children = await a.runsTree.getChildren(node);
+    assert.ok(children.some((c) => c.kind === 'results'));
+    assert.ok(children.some((c) => c.kind === 'images' && c.images.length === 5));
+  });
+
+  it('opens the Training view on the run', async () => {
+    const a = await api();
+    await vscode.commands.executeCommand('uflow.showTraining', runId);
+    const p = a.panels.training();
+    assert.ok(p, 'the Training panel exists');
+    assert.equal(p.panel.viewType, 'uflow.training');
+    assert.ok(p.panel.webview.options.enableScripts);
+    assert.match(p.panel.webview.html, /Content-Security-Policy/);
+    assert.match(p.panel.webview.html, /script-src 'nonce-/);
+  });
+});
