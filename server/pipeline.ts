@@ -18,10 +18,40 @@ import type {
   TrainingUpdate,
 } from './protocol.js';
 import { ErrorCodes } from './protocol.js';
+import type { RunState } from './protocol.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { cpus, totalmem } from 'node:os';
-import { describeEngine, initEngine, type EngineInfo } from '../models/engine.js';
-import { listRuns } from './runs.js';
+import { existsSync, mkdirSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { describeEngine, engineInfo, initEngine, type EngineInfo } from '../models/engine.js';
+import { atomicWriteFile } from '../models/io/atomic.js';
+import { readSafetensors, writeSafetensors, TensorFileError, type TensorMap } from '../models/io/safetensors.js';
+import { createExtractor, backboneNeedsWeights, type FeatureExtractor } from '../models/backbones/index.js';
+import { UFlowModel } from '../models/uflow-model.js';
+import { loadCheckpoint, saveCheckpoint } from '../models/checkpoint.js';
+import { loadFeatures, type FeatureSet } from '../models/train/feature-cache.js';
+import { runTraining, type ValidationResult } from '../models/train/trainer.js';
+import { computeMaps, computeMetricSet } from '../models/train/evaluate.js';
+import { DatasetError, datasetFingerprint, detectLayout, listSplit, type SplitItem } from '../models/data/dataset.js';
+import { ImageError, loadImageForModel, loadMask } from '../models/data/images.js';
+import { ConfigError, configToYaml, loadConfig } from './config.js';
+import { resolveBackboneWeights } from './pretrained.js';
+import {
+  appendMetrics,
+  claimRun,
+  isPidAlive,
+  listRuns,
+  METRIC_NAMES,
+  newRunId,
+  readMetrics,
+  readRun,
+  RUN_FILES,
+  runDir,
+  truncateMetrics,
+  writeRun,
+  type SelectionMetric,
+  type StoredRun,
+} from './runs.js';
 
 import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
 import { version_wasm } from '@tensorflow/tfjs-backend-wasm';
@@ -96,8 +126,55 @@ export interface TrainHooks {
  * to answer `uflow/train` with the run id at once. Throws PipelineError for a bad dataset/config.
  */
 export function prepareRun(opts: TrainOptions): RunInfo {
-  void opts;
-  throw new PipelineError('prepareRun: not implemented yet', 'NotAvailable');
+  const trainDir = resolve(opts.trainDir);
+  if (opts.resumeRunId) return prepareResume(trainDir, opts);
+  const model = opts.model ?? 'uflow';
+  if (model !== 'uflow') throw new PipelineError(`model '${model}': only 'uflow' can be trained in this version`, 'NotAvailable');
+  const ds = resolveDataset(opts.datasetPath, opts.category);
+  const config = resolveConfig(ds.category, model, opts.configPath, opts.config);
+  const runId = newRunId(ds.category, model);
+  const now = new Date().toISOString();
+  const dir = runDir(trainDir, runId);
+  const run: StoredRun = {
+    runId,
+    dir,
+    model,
+    category: ds.category,
+    datasetPath: ds.categoryDir,
+    datasetFingerprint: safeFingerprint(ds.categoryDir),
+    config,
+    state: 'queued',
+    createdAt: now,
+    updatedAt: now,
+    epochsDone: 0,
+    engine: { backend: engineInfo()?.backend ?? 'pending', device: engineInfo()?.device ?? '' },
+    versions: versions(),
+    best: {},
+  };
+  mkdirSync(dir, { recursive: true });
+  atomicWriteFile(join(dir, 'config.yaml'), configToYaml(config));
+  return claimRun(run, 'queued');
+}
+
+function prepareResume(trainDir: string, opts: TrainOptions): StoredRun {
+  const run = readRun(trainDir, opts.resumeRunId!);
+  if ((run.state === 'running' || run.state === 'queued') && run.pid !== undefined && run.pid !== process.pid && isPidAlive(run.pid)) {
+    throw new PipelineError(`run ${run.runId} is ${run.state} in process ${run.pid}: stop it first (or wait for it)`, 'Usage');
+  }
+  const epochs = opts.config?.trainer?.epochs;
+  let config = run.config;
+  if (epochs !== undefined) {
+    if (!Number.isInteger(epochs) || epochs < 1) throw new PipelineError(`epochs must be a positive integer, got ${epochs}`, 'Usage');
+    config = { ...config, trainer: { ...config.trainer, epochs } };
+  }
+  const others = Object.keys(opts.config?.trainer ?? {}).filter((k) => k !== 'epochs');
+  if (others.length || Object.keys(opts.config?.model ?? {}).length || opts.configPath) {
+    throw new PipelineError(`a resumed run keeps its configuration (only the number of epochs may change); start a new run to change ${[...others, ...Object.keys(opts.config?.model ?? {})].join(', ') || 'the config file'}`, 'Usage');
+  }
+  if (run.epochsDone >= config.trainer.epochs) {
+    throw new PipelineError(`run ${run.runId} has already trained ${run.epochsDone} of ${config.trainer.epochs} epochs: pass --epochs N (more than ${run.epochsDone}) to train it further`, 'Usage');
+  }
+  return claimRun({ ...run, config, state: 'queued', error: undefined }, 'queued');
 }
 
 /**
@@ -106,9 +183,324 @@ export function prepareRun(opts: TrainOptions): RunInfo {
  * NaN loss; `error` says why). Rejects only for errors before the run starts (PipelineError).
  */
 export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise<RunInfo> {
-  void opts;
-  void hooks;
-  throw new PipelineError('train: not implemented yet', 'NotAvailable');
+  const trainDir = resolve(opts.trainDir);
+  let run: StoredRun = opts.runId ? readRun(trainDir, opts.runId) : prepareRun(opts);
+  if (opts.runId && (run.state === 'finished' || run.epochsDone >= run.config.trainer.epochs)) {
+    throw new PipelineError(`run ${run.runId} is already ${run.state} (${run.epochsDone}/${run.config.trainer.epochs} epochs)`, 'Usage');
+  }
+  const log = (line: string) => hooks.onLog?.(line);
+  const save = (patch: Partial<StoredRun>): StoredRun => {
+    run = writeRun({ ...run, ...patch });
+    hooks.onRun?.(run);
+    return run;
+  };
+  const base = { runId: run.runId, jobId: opts.jobId ?? '', category: run.category, model: run.model } as const;
+  let tensorsBefore = -1;
+  const disposables: Array<{ dispose(): void }> = [];
+  try {
+    run = claimRun({ ...run, error: undefined }, 'running');
+    hooks.onRun?.(run);
+    const engine = await ensureEngine(opts.backend);
+    tensorsBefore = tf.memory().numTensors;
+    save({ engine: { backend: engine.backend, device: engine.device } });
+    const cfg = run.config;
+    const ds = splitsOf(run.datasetPath);
+    if (ds.train.length === 0) throw new PipelineError(`${run.datasetPath}: no training images (train/good is empty)`, 'BadDataset');
+    log(`run ${run.runId}: ${ds.train.length} training images, ${ds.test.length} test images; backbone ${cfg.model.backbone} at ${cfg.model.input_size}, ${engine.backend} on ${engine.device}`);
+    const extractor = await buildExtractor(cfg, opts.signal, log);
+    disposables.push(extractor);
+    const featureProgress = (what: string) => (done: number, total: number, computed: boolean) => {
+      if (computed || done === total) hooks.onUpdate?.({ ...base, phase: 'features', epoch: run.epochsDone, epochs: cfg.trainer.epochs, step: done, steps: total, message: what });
+    };
+    const trainFeatures = await loadFeatures(ds.train.map((i) => i.path), {
+      trainDir,
+      extractor,
+      extractorId: extractorId(cfg),
+      loadImage: tensorImageLoader,
+      signal: opts.signal,
+      onProgress: featureProgress('training images'),
+    });
+    disposables.push(trainFeatures);
+    const validateEvery = cfg.trainer.validate_every;
+    let validation: ValidationData | undefined;
+    if (validateEvery > 0 && ds.test.length > 0) {
+      validation = await loadValidationData(ds.test, trainDir, extractor, cfg, opts.signal, featureProgress('test images'));
+      disposables.push(validation.features);
+    }
+    // Model: fresh, or the last complete epoch of this run.
+    const ckpt = join(run.dir, RUN_FILES.checkpoint);
+    let startEpoch = 0;
+    let model: UFlowModel;
+    let optimizerTensors: TensorMap | undefined;
+    if (run.epochsDone > 0 && existsSync(ckpt)) {
+      const loaded = loadCheckpoint(ckpt, { extractor });
+      model = loaded.model;
+      startEpoch = Number(loaded.metadata.epoch ?? run.epochsDone) || run.epochsDone;
+      truncateMetrics(run.dir, startEpoch);
+      const ts = join(run.dir, RUN_FILES.trainState);
+      if (existsSync(ts)) {
+        try {
+          const f = readSafetensors(ts);
+          if (f.metadata.epoch === String(startEpoch)) optimizerTensors = f.tensors;
+        } catch {
+          /* fresh moments */
+        }
+      }
+      if (startEpoch !== run.epochsDone) save({ epochsDone: startEpoch });
+    } else {
+      model = UFlowModel.fromExtractor(extractor, { flowSteps: cfg.model.flow_steps, seed: cfg.trainer.seed });
+    }
+    disposables.push(model);
+    const best: StoredRun['best'] = { ...run.best };
+    const bestOf = (m: SelectionMetric) => (best as Record<string, number | undefined>)[m];
+    const outcome = await runTraining(
+      {
+        model,
+        features: trainFeatures,
+        epochs: cfg.trainer.epochs,
+        startEpoch,
+        batchSize: cfg.trainer.batch_train,
+        learningRate: cfg.trainer.learning_rate,
+        weightDecay: cfg.trainer.weight_decay,
+        seed: cfg.trainer.seed,
+        optimizerState: optimizerTensors,
+        validateEvery,
+        validate: validation ? (epoch) => validateModel(model, validation!, epoch, opts.signal) : undefined,
+        patience: cfg.trainer.patience,
+        earlyStopState: earlyStopStateOf(run.dir, startEpoch),
+        signal: opts.signal,
+      },
+      {
+        onLog: log,
+        onStep: (p) => hooks.onUpdate?.({ ...base, phase: 'train', ...p, best: { ...best } }),
+        onValidationStart: (epoch) => hooks.onUpdate?.({ ...base, phase: 'validate', epoch, epochs: cfg.trainer.epochs, step: 0, steps: validation?.items.length ?? 0, message: 'validating on the test split' }),
+        onEpochEnd: (r, optimizer) => {
+          const meta = { epoch: String(r.epoch), runId: run.runId };
+          saveCheckpoint(ckpt, model, meta);
+          writeSafetensors(join(run.dir, RUN_FILES.trainState), optimizer(), meta);
+          const improved: SelectionMetric[] = [];
+          if (r.metrics) {
+            for (const m of METRIC_NAMES) {
+              const v = r.metrics[m];
+              if (v !== undefined && Number.isFinite(v) && (bestOf(m) === undefined || v > bestOf(m)!)) {
+                improved.push(m);
+                (best as Record<string, number>)[m] = v;
+                saveCheckpoint(join(run.dir, RUN_FILES.best(m)), model, { ...meta, metric: m, value: String(v) });
+              }
+            }
+            if (r.metrics.image_auroc !== undefined && (best.image_auroc === undefined || r.metrics.image_auroc > best.image_auroc)) best.image_auroc = r.metrics.image_auroc;
+            if (improved.includes('pixel_auroc')) best.epoch = r.epoch;
+          }
+          appendMetrics(run.dir, { epoch: r.epoch, loss: r.loss, lr: r.lr, seconds: r.seconds, imagesPerSecond: r.imagesPerSecond, metrics: r.metrics, time: new Date().toISOString() });
+          save({ epochsDone: r.epoch, best: { ...best } });
+          if (r.metrics) {
+            hooks.onUpdate?.({ ...base, phase: 'validate', epoch: r.epoch, epochs: cfg.trainer.epochs, step: validation?.items.length ?? 0, steps: validation?.items.length ?? 0, loss: r.loss, metrics: { ...r.metrics }, best: { ...best } });
+          }
+        },
+      },
+    );
+    const state: RunState = outcome.state;
+    save({ state, pid: undefined, error: outcome.state === 'failed' ? outcome.message : undefined, epochsDone: outcome.epochsDone });
+    if (outcome.message && outcome.state !== 'failed') log(outcome.message);
+    hooks.onUpdate?.({ ...base, phase: 'done', epoch: run.epochsDone, epochs: cfg.trainer.epochs, step: 0, steps: 0, best: { ...run.best }, message: outcome.state === 'failed' ? outcome.message : outcome.state });
+    return run;
+  } catch (e) {
+    const cancelled = opts.signal?.aborted && ((e as Error)?.name === 'AbortError' || /cancel/i.test((e as Error)?.message ?? ''));
+    const msg = userMessage(e);
+    save({ state: cancelled ? 'cancelled' : 'failed', pid: undefined, error: cancelled ? undefined : msg });
+    if (cancelled) return run;
+    log(`run ${run.runId} failed: ${msg}`);
+    return run;
+  } finally {
+    for (const d of disposables.reverse()) d.dispose();
+    const leaked = tensorsBefore < 0 ? 0 : tf.memory().numTensors - tensorsBefore;
+    if (leaked > 0) log(`warning: ${leaked} tensors were not freed by the training of ${run.runId}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+
+/** The message of an error for a person: ours as is, others with their kind. */
+function userMessage(e: unknown): string {
+  if (e instanceof PipelineError || e instanceof DatasetError || e instanceof ImageError || e instanceof ConfigError || e instanceof TensorFileError) return e.message;
+  const err = e as Error;
+  return err?.message ?? String(e);
+}
+
+/** Re-throws the errors of other modules that a person can act on as PipelineErrors. */
+function asPipelineError(e: unknown, code: PipelineError['code'] = 'BadDataset'): never {
+  if (e instanceof PipelineError) throw e;
+  if (e instanceof DatasetError || e instanceof ImageError) throw new PipelineError(e.message, 'BadDataset');
+  if (e instanceof ConfigError) throw new PipelineError(e.message, /^overrides\b/.test(e.message) ? 'Usage' : 'JobFailed');
+  if (e instanceof TensorFileError) throw new PipelineError(e.message, 'JobFailed');
+  throw new PipelineError((e as Error)?.message ?? String(e), code);
+}
+
+/** The engine in use, started on first need; a named backend other than the current one switches. */
+async function ensureEngine(backend?: string): Promise<EngineInfo> {
+  const cur = engineInfo();
+  if (cur && (!backend || backend === cur.backend)) return cur;
+  try {
+    return await initEngine({ backend });
+  } catch (e) {
+    throw new PipelineError((e as Error).message, backend ? 'Usage' : 'NotAvailable');
+  }
+}
+
+interface ResolvedDataset {
+  categoryDir: string;
+  category: string;
+}
+
+/**
+ * The category folder a (datasetPath, category) pair names: `<datasetPath>/<category>` for a root
+ * of categories, the folder itself for a category or a plain folder of images.
+ */
+export function resolveDataset(datasetPath: string, category?: string): ResolvedDataset {
+  const abs = resolve(datasetPath);
+  if (category !== undefined) {
+    if (!category || /[/\\]/.test(category) || category === '.' || category === '..') throw new PipelineError(`'${category}' is not a category name`, 'Usage');
+    const sub = join(abs, category);
+    if (existsSync(join(sub, 'train'))) return { categoryDir: sub, category };
+  }
+  let layout;
+  try {
+    layout = detectLayout(abs);
+  } catch (e) {
+    asPipelineError(e);
+  }
+  if (layout.layout === 'mvtec-root') {
+    const names = layout.categories.map((c) => basename(c));
+    if (category === undefined) {
+      if (layout.categories.length === 1) return { categoryDir: layout.categories[0]!, category: names[0]! };
+      throw new PipelineError(`${abs} holds several categories (${names.join(', ')}): choose one with -cat <category>`, 'Usage');
+    }
+    throw new PipelineError(`${abs} has no category '${category}' (a folder ${join(abs, category)}/train/good): categories found: ${names.join(', ')}`, 'BadDataset');
+  }
+  if (layout.categories.length === 0) {
+    throw new PipelineError(`${abs}: no images: put normal images in <category>/train/good (MVTec layout) or directly in the folder`, 'BadDataset');
+  }
+  const dir = layout.categories[0]!;
+  if (category !== undefined && category !== basename(dir)) {
+    throw new PipelineError(`${abs} is the category '${basename(dir)}' itself, not a folder of categories: drop -cat ${category}, or point -data at the folder that holds ${category}/`, 'BadDataset');
+  }
+  if (layout.layout === 'mvtec-category' && !existsSync(join(dir, 'train', 'good'))) {
+    throw new PipelineError(`${dir}: no train/good folder: an MVTec category needs ${basename(dir)}/train/good/*.png with the normal training images`, 'BadDataset');
+  }
+  return { categoryDir: dir, category: basename(dir) };
+}
+
+function resolveConfig(category: string, model: 'uflow' | 'fastflow', configPath?: string, overrides?: ConfigOverrides) {
+  try {
+    return loadConfig({ category, model, path: configPath, overrides });
+  } catch (e) {
+    asPipelineError(e, 'JobFailed');
+  }
+}
+
+function safeFingerprint(dir: string): string {
+  try {
+    return datasetFingerprint(dir);
+  } catch (e) {
+    asPipelineError(e);
+  }
+}
+
+function splitsOf(categoryDir: string): { train: SplitItem[]; test: SplitItem[] } {
+  try {
+    return { train: listSplit(categoryDir, 'train'), test: listSplit(categoryDir, 'test') };
+  } catch (e) {
+    asPipelineError(e);
+  }
+}
+
+/** What, besides name and size, identifies an extractor's output (folded into the feature-cache key). */
+function extractorId(cfg: RunConfig): string {
+  return JSON.stringify({ layers: cfg.model.backbone_layers ?? null, range: cfg.model.backbone_input_range ?? null });
+}
+
+async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undefined, log: (l: string) => void): Promise<FeatureExtractor> {
+  const m = cfg.model;
+  try {
+    let weights: string | string[] | undefined;
+    if (backboneNeedsWeights(m.backbone)) {
+      const names = m.backbone === 'mcait' ? ['cait_m48_448', 'cait_s24_224'] : m.backbone === 'cait' ? ['cait_m48_448'] : m.backbone === 'deit' ? ['deit_base_distilled_patch16_384'] : [m.backbone];
+      const paths: string[] = [];
+      for (const n of names) {
+        const r = await resolveBackboneWeights(n, { signal });
+        if (r.source === 'download') log(`downloaded the ${n} weights to ${r.path}`);
+        paths.push(r.path);
+      }
+      weights = paths.length === 1 ? paths[0] : paths;
+    }
+    return await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, weights });
+  } catch (e) {
+    if (e instanceof PipelineError) throw e;
+    throw new PipelineError(`backbone ${m.backbone}: ${(e as Error).message}`, 'NotAvailable');
+  }
+}
+
+/** The feature cache's loader: RGB [0,1] at size×size. */
+async function tensorImageLoader(path: string, size: number): Promise<tf.Tensor3D> {
+  const img = await loadImageForModel(path, size);
+  return tf.tensor3d(img.data, [size, size, 3]);
+}
+
+/** Test split with features and masks at the evaluation size, for validation and evaluation. */
+interface ValidationData {
+  items: SplitItem[];
+  features: FeatureSet;
+  masks: Uint8Array[];
+  targetSize: number;
+}
+
+const TARGET_SIZE = 256;
+
+async function loadMasks(items: SplitItem[], T: number): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (const it of items) out.push(it.maskPath ? await loadMask(it.maskPath, T) : new Uint8Array(T * T));
+  return out;
+}
+
+async function loadValidationData(
+  items: SplitItem[],
+  trainDir: string,
+  extractor: FeatureExtractor,
+  cfg: RunConfig,
+  signal: AbortSignal | undefined,
+  onProgress?: (done: number, total: number, computed: boolean) => void,
+): Promise<ValidationData> {
+  const features = await loadFeatures(items.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal, onProgress });
+  try {
+    return { items, features, masks: await loadMasks(items, TARGET_SIZE), targetSize: TARGET_SIZE };
+  } catch (e) {
+    features.dispose();
+    throw e;
+  }
+}
+
+async function validateModel(model: UFlowModel, v: ValidationData, epoch: number, signal?: AbortSignal): Promise<ValidationResult> {
+  void epoch;
+  const maps = await computeMaps(model, v.features.levels, { targetSize: v.targetSize, nfa: 'tree', signal });
+  const m = computeMetricSet(v.items, v.masks, maps, maps, maps, { curves: false }).overall;
+  const r: ValidationResult = {};
+  for (const k of ['image_auroc', 'pixel_auroc', 'aupro', 'miou'] as const) if (m[k] !== null) r[k] = m[k]!;
+  return r;
+}
+
+/** Early-stopping position after `epoch` from metrics.jsonl (resume). */
+function earlyStopStateOf(dir: string, epoch: number): { best: number; bad: number } | undefined {
+  let best = -Infinity;
+  let bad = 0;
+  for (const r of readMetrics(dir)) {
+    if (r.epoch > epoch || r.metrics?.pixel_auroc === undefined) continue;
+    if (r.metrics.pixel_auroc > best) {
+      best = r.metrics.pixel_auroc;
+      bad = 0;
+    } else bad++;
+  }
+  return Number.isFinite(best) ? { best, bad } : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,242 @@
+/**
+ * Evaluation core (official src/evaluate.py + the training-time validation of src/train.py), on
+ * cached backbone features:
+ *
+ * - maps at the target size T (256 as the official evaluation): the likelihood anomaly map 1 − P
+ *   (spec/uflow.md §6) and −log10 NFA (tree variant by default, as evaluate.py; `block-hp`: the
+ *   block variant with the high-precision tail, what the original `-hp` flag switched on);
+ * - metrics: image AUROC (max of the anomaly map), pixel AUROC, AUPRO (FPR ≤ 0.3) on the anomaly
+ *   map, mIoU of the NFA detection (−log NFA > 0, i.e. log NFA < 0) against the masks, per
+ *   category and per defect type (each defect type together with the good images).
+ *
+ * Masks are the ground truth resized to T (bilinear, > 0.5); good images have empty masks.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { anomalyMap } from '../scores/anomaly-map.js';
+import { negLogNfaTree, TreeNfaWorkspace } from '../scores/nfa-tree.js';
+import { negLogNfaBlock } from '../scores/nfa-block.js';
+import type { Latent } from '../scores/latent.js';
+import { rocAuc, rocCurve } from '../metrics/roc.js';
+
+// TEMPORARY until models/metrics/aupro lands.
+function aupro(_maps: Float32Array, _masks: Uint8Array, _n: number, _h: number, _w: number): { aupro: number | null; fpr: number[]; pro: number[] } {
+  return { aupro: null, fpr: [], pro: [] };
+}
+
+export type NfaMode = 'tree' | 'block-hp' | 'none';
+
+export interface FlowModel {
+  fromFeatures(features: readonly tf.Tensor4D[]): { z: tf.Tensor4D[]; logdet: tf.Tensor1D };
+}
+
+export interface MapOptions {
+  targetSize?: number;
+  batchSize?: number;
+  nfa?: NfaMode;
+  signal?: AbortSignal;
+  onProgress?(done: number, total: number): void;
+}
+
+/** Per-image maps at T×T (row-major) and their maxima. */
+export interface MapSet {
+  targetSize: number;
+  anomaly: Float32Array[];
+  /** −log10 NFA (absent with nfa 'none'). */
+  negLogNfa?: Float32Array[];
+  /** Image score: max of the anomaly map. */
+  scores: number[];
+  /** max −log10 NFA per image (NaN without NFA). */
+  maxNegLogNfa: number[];
+}
+
+function max(a: ArrayLike<number>): number {
+  let m = -Infinity;
+  for (let i = 0; i < a.length; i++) if (a[i]! > m) m = a[i]!;
+  return m;
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
+/** Latents of one batch as NHWC typed arrays (what the NFA code reads). */
+async function latents(z: readonly tf.Tensor4D[]): Promise<Latent[]> {
+  return Promise.all(z.map(async (t) => ({ data: (await t.data()) as Float32Array, shape: [...t.shape] as [number, number, number, number] })));
+}
+
+/** Maps of one batch of latents. */
+export async function mapsOfLatents(z: readonly tf.Tensor4D[], T: number, nfa: NfaMode, ws?: TreeNfaWorkspace): Promise<{ anomaly: Float32Array[]; negLogNfa?: Float32Array[] }> {
+  const B = z[0]!.shape[0];
+  const am = anomalyMap(z, T);
+  const amData = (await am.data()) as Float32Array;
+  am.dispose();
+  const TT = T * T;
+  const anomaly = Array.from({ length: B }, (_, b) => amData.slice(b * TT, (b + 1) * TT));
+  if (nfa === 'none') return { anomaly };
+  const lat = await latents(z);
+  const all = nfa === 'tree' ? negLogNfaTree(lat, T, ws) : Float32Array.from(negLogNfaBlock(lat, { targetSize: T, highPrecision: true }));
+  const negLogNfa = Array.from({ length: B }, (_, b) => all.slice(b * TT, (b + 1) * TT));
+  return { anomaly, negLogNfa };
+}
+
+/** Runs the flow on every image's cached features (levels [N,h,w,c]) and computes its maps. */
+export async function computeMaps(model: FlowModel, levels: readonly tf.Tensor4D[], opts: MapOptions = {}): Promise<MapSet> {
+  const T = opts.targetSize ?? 256;
+  const bs = Math.max(1, opts.batchSize ?? 8);
+  const nfa = opts.nfa ?? 'tree';
+  const N = levels[0]!.shape[0];
+  const out: MapSet = { targetSize: T, anomaly: [], negLogNfa: nfa === 'none' ? undefined : [], scores: [], maxNegLogNfa: [] };
+  const ws = new TreeNfaWorkspace();
+  for (let i = 0; i < N; i += bs) {
+    await yieldToEventLoop();
+    if (opts.signal?.aborted) throw new DOMException('cancelled', 'AbortError');
+    const n = Math.min(bs, N - i);
+    const z = tf.tidy(() => {
+      const feats = levels.map((l) => tf.slice(l, [i, 0, 0, 0], [n, -1, -1, -1]) as tf.Tensor4D);
+      const r = model.fromFeatures(feats);
+      return r.z;
+    });
+    try {
+      const m = await mapsOfLatents(z, T, nfa, ws);
+      for (let b = 0; b < n; b++) {
+        out.anomaly.push(m.anomaly[b]!);
+        out.scores.push(max(m.anomaly[b]!));
+        if (m.negLogNfa) {
+          out.negLogNfa!.push(m.negLogNfa[b]!);
+          out.maxNegLogNfa.push(max(m.negLogNfa[b]!));
+        } else out.maxNegLogNfa.push(NaN);
+      }
+    } finally {
+      tf.dispose(z);
+    }
+    opts.onProgress?.(i + n, N);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+export interface EvalItem {
+  path: string;
+  /** 'good' or the defect type. */
+  defect: string;
+  label: 0 | 1;
+  maskPath?: string;
+}
+
+/** Same shape as the protocol's MetricSet (models/ does not import server/). */
+export interface Metrics {
+  image_auroc: number | null;
+  pixel_auroc: number | null;
+  aupro: number | null;
+  miou: number | null;
+  images: number;
+}
+
+export interface MetricsResult {
+  overall: Metrics;
+  perDefect: Record<string, Metrics>;
+  curves: { roc: Array<{ x: number; y: number }>; pro: Array<{ x: number; y: number }>; pixelRoc: Array<{ x: number; y: number }> };
+  /** Per image: IoU of the NFA detection with the mask (1 for an empty prediction on an empty mask), detected pixels. */
+  perImage: Array<{ iou: number; detectedPixels: number }>;
+}
+
+/** float64 machine epsilon, as the official miou.py. */
+const MIOU_EPS = 2.220446049250313e-16;
+
+/** IoU of (−log NFA > thr) with the mask, official miou.py per image: (I + ε)/(U + ε). */
+export function imageIou(negLogNfa: ArrayLike<number>, mask: ArrayLike<number>, thr = 0): { iou: number; detected: number } {
+  let inter = 0;
+  let union = 0;
+  let detected = 0;
+  for (let i = 0; i < mask.length; i++) {
+    const p = negLogNfa[i]! > thr;
+    const t = mask[i]! !== 0;
+    if (p) detected++;
+    if (p && t) inter++;
+    if (p || t) union++;
+  }
+  return { iou: (inter + MIOU_EPS) / (union + MIOU_EPS), detected };
+}
+
+function concat(parts: readonly Float32Array[] | readonly Uint8Array[], idx: readonly number[]): Float32Array | Uint8Array {
+  const n = parts[0]?.length ?? 0;
+  const out = parts[0] instanceof Uint8Array ? new Uint8Array(n * idx.length) : new Float32Array(n * idx.length);
+  idx.forEach((k, j) => out.set(parts[k]!, j * n));
+  return out;
+}
+
+function hasBoth(labels: ArrayLike<number>): boolean {
+  let pos = false;
+  let neg = false;
+  for (let i = 0; i < labels.length && !(pos && neg); i++) {
+    if (labels[i]) pos = true;
+    else neg = true;
+  }
+  return pos && neg;
+}
+
+function points(x: ArrayLike<number>, y: ArrayLike<number>): Array<{ x: number; y: number }> {
+  return Array.from({ length: x.length }, (_, i) => ({ x: x[i]!, y: y[i]! }));
+}
+
+export interface MetricOptions {
+  /** ROC / PRO curve points (evaluation; not needed for validation). */
+  curves?: boolean;
+  /** Metrics per defect type (each with the good images). */
+  perDefect?: boolean;
+}
+
+/**
+ * Metrics of a set of images. The maps may come from different checkpoints, as the official
+ * evaluation does: `auroc` (image and pixel AUROC), `pro` (AUPRO) and `nfa` (mIoU).
+ */
+export function computeMetricSet(items: readonly EvalItem[], masks: readonly Uint8Array[], auroc: MapSet, pro: MapSet, nfa: MapSet, opts: MetricOptions = {}): MetricsResult {
+  const perImage = items.map((_, i) => {
+    const m = nfa.negLogNfa?.[i];
+    if (!m) return { iou: NaN, detectedPixels: 0 };
+    const r = imageIou(m, masks[i]!);
+    return { iou: r.iou, detectedPixels: r.detected };
+  });
+  const subset = (idx: number[], curves: boolean) => {
+    const labels = idx.map((i) => items[i]!.label);
+    const scores = idx.map((i) => auroc.scores[i]!);
+    const pixMask = concat(masks, idx) as Uint8Array;
+    const m: Metrics = { image_auroc: null, pixel_auroc: null, aupro: null, miou: null, images: idx.length };
+    const c: MetricsResult['curves'] = { roc: [], pro: [], pixelRoc: [] };
+    if (hasBoth(labels)) {
+      if (curves) {
+        const r = rocCurve(scores, labels);
+        m.image_auroc = r.auc;
+        c.roc = points(r.fpr, r.tpr);
+      } else m.image_auroc = rocAuc(scores, labels);
+    }
+    if (hasBoth(pixMask)) {
+      const pix = concat(auroc.anomaly, idx) as Float32Array;
+      if (curves) {
+        const r = rocCurve(pix, pixMask);
+        m.pixel_auroc = r.auc;
+        c.pixelRoc = points(r.fpr, r.tpr);
+      } else m.pixel_auroc = rocAuc(pix, pixMask);
+      const pr = aupro(concat(pro.anomaly, idx) as Float32Array, pixMask, idx.length, auroc.targetSize, auroc.targetSize);
+      m.aupro = pr.aupro;
+      if (curves) c.pro = points(pr.fpr, pr.pro);
+    }
+    if (nfa.negLogNfa) {
+      let s = 0;
+      for (const i of idx) s += perImage[i]!.iou;
+      m.miou = idx.length ? s / idx.length : null;
+    }
+    return { m, c };
+  };
+  const all = items.map((_, i) => i);
+  const overall = subset(all, Boolean(opts.curves));
+  const perDefect: Record<string, Metrics> = {};
+  if (opts.perDefect) {
+    const good = all.filter((i) => items[i]!.label === 0);
+    const defects = [...new Set(items.filter((it) => it.label === 1).map((it) => it.defect))].sort();
+    for (const d of defects) perDefect[d] = subset([...good, ...all.filter((i) => items[i]!.defect === d)], false).m;
+  }
+  return { overall: overall.m, perDefect, curves: overall.c, perImage };
+}
