@@ -92,6 +92,11 @@ export interface AllInOneBlockOptions {
   channels: number;
   /** Subnet kernel size (U-Flow: 3 on even steps, 1 on odd). Odd only. */
   kernelSize: number;
+  /**
+   * Subnet hidden width (output channels of the first conv). Default: the passive channel count C1
+   * (U-Flow). FastFlow uses int(C1 · hidden_ratio).
+   */
+  hiddenChannels?: number;
   /** Seed for a fresh block's weights and permutation (ignored once a state is loaded). */
   seed?: number;
   /** Or a shared generator (takes precedence over `seed`). */
@@ -105,6 +110,8 @@ export class AllInOneBlock implements Stateful {
   /** Active (transformed) channels ⌊C/2⌋. */
   readonly c2: number;
   readonly kernelSize: number;
+  /** Subnet hidden width (C1 unless `hiddenChannels` was given). */
+  readonly hidden: number;
   readonly w0: tf.Variable<tf.Rank.R4>;
   readonly b0: tf.Variable<tf.Rank.R1>;
   readonly w2: tf.Variable<tf.Rank.R4>;
@@ -128,12 +135,15 @@ export class AllInOneBlock implements Stateful {
     this.c2 = Math.floor(c / 2);
     this.c1 = c - this.c2;
     this.kernelSize = k;
+    const hid = opts.hiddenChannels ?? this.c1;
+    if (!Number.isInteger(hid) || hid < 1) throw new Error(`AllInOneBlock subnet hidden width must be a positive integer (got ${hid})`);
+    this.hidden = hid;
     const rng = opts.rng ?? mulberry32(opts.seed ?? 0);
-    const l0 = torchConvInit(this.c1, this.c1, k, rng);
-    const l2 = torchConvInit(2 * this.c2, this.c1, k, rng);
-    this.w0 = owned(oihwToHwio(l0.w, [this.c1, this.c1, k, k]));
+    const l0 = torchConvInit(hid, this.c1, k, rng);
+    const l2 = torchConvInit(2 * this.c2, hid, k, rng);
+    this.w0 = owned(oihwToHwio(l0.w, [hid, this.c1, k, k]));
     this.b0 = owned(tf.tensor1d(l0.b));
-    this.w2 = owned(oihwToHwio(l2.w, [2 * this.c2, this.c1, k, k]));
+    this.w2 = owned(oihwToHwio(l2.w, [2 * this.c2, hid, k, k]));
     this.b2 = owned(tf.tensor1d(l2.b));
     this.globalScale = owned(tf.fill([c], GLOBAL_SCALE_INIT) as tf.Tensor1D);
     this.globalOffset = owned(tf.zeros([c]) as tf.Tensor1D);
@@ -226,15 +236,15 @@ export class AllInOneBlock implements Stateful {
   }
 
   stateSpec(): StateSpec[] {
-    const { channels: c, c1, c2, kernelSize: k } = this;
+    const { channels: c, c1, c2, kernelSize: k, hidden: hid } = this;
     return [
       { name: 'global_scale', shape: [1, c, 1, 1] },
       { name: 'global_offset', shape: [1, c, 1, 1] },
       { name: 'w_perm', shape: [c, c, 1, 1] },
       { name: 'w_perm_inv', shape: [c, c, 1, 1] },
-      { name: 'subnet.0.weight', shape: [c1, c1, k, k] },
-      { name: 'subnet.0.bias', shape: [c1] },
-      { name: 'subnet.2.weight', shape: [2 * c2, c1, k, k] },
+      { name: 'subnet.0.weight', shape: [hid, c1, k, k] },
+      { name: 'subnet.0.bias', shape: [hid] },
+      { name: 'subnet.2.weight', shape: [2 * c2, hid, k, k] },
       { name: 'subnet.2.bias', shape: [2 * c2] },
     ];
   }
@@ -250,7 +260,7 @@ export class AllInOneBlock implements Stateful {
       ['w_perm', f32([c, c, 1, 1], Float32Array.from(this.wPerm))],
       ['w_perm_inv', f32([c, c, 1, 1], Float32Array.from(this.wPermInv))],
       ['subnet.0.weight', f32(w0.shape, w0.data)],
-      ['subnet.0.bias', f32([this.c1], readF32(this.b0))],
+      ['subnet.0.bias', f32([this.hidden], readF32(this.b0))],
       ['subnet.2.weight', f32(w2.shape, w2.data)],
       ['subnet.2.bias', f32([2 * this.c2], readF32(this.b2))],
     ];
