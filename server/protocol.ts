@@ -272,6 +272,10 @@ export interface DownloadModelsParams {
   categories?: string[];
   overwrite?: boolean;
   workDoneToken?: string | number;
+  /** Folder receiving `models/<metric>/<category>.ckpt` (default: `<first workspace folder>/.uflow`). */
+  root?: string;
+  /** Selection metrics to fetch (default all: 'auc', 'pro', 'miou'). */
+  metrics?: Array<'auc' | 'pro' | 'miou'>;
 }
 
 export interface DownloadModelsResult {

@@ -34,6 +34,7 @@ import {
   type InitializeParams,
   type InitializeResult,
 } from 'vscode-languageserver/node.js';
+import * as tf from '@tensorflow/tfjs-core';
 import { initEngine, type EngineInfo } from '../models/engine.js';
 import { Predictor, markInterrupted } from './pipeline.js';
 import {
@@ -212,11 +213,23 @@ class Daemon implements DaemonApi {
       },
     );
     for (const r of this.allowRoots) this.adoptTrainDir(trainDirOf(r.path));
+    // Tensor hygiene: a job that ran alone (and did not change the model cache) must leave
+    // tf.memory().numTensors where it found it; a difference is logged as a leak.
+    const alone = new Map<string, { tensors: number; cache: string }>();
+    const cacheKey = () => JSON.stringify(this.predictors.stats().runIds);
     this.jobs.on({
       start: (job) => {
+        if (this.jobs.active().length === 1) alone.set(job.id, { tensors: tf.memory().numTensors, cache: cacheKey() });
+        else alone.clear();
         if (job.spec.listed !== false) this.log('info', `job ${job.id} started: ${job.spec.title}`, job.id);
       },
       end: (job, end) => {
+        const a = alone.get(job.id);
+        alone.delete(job.id);
+        if (a && this.jobs.active().length === 0 && a.cache === cacheKey()) {
+          const now = tf.memory().numTensors;
+          if (now !== a.tensors) this.log('warn', `job ${job.id} (${job.spec.kind}) left ${now - a.tensors} tensors behind (${a.tensors} → ${now})`, job.id);
+        }
         if (job.spec.listed === false) return;
         const msg: JobEnded = { jobId: job.id, kind: job.spec.kind, state: end.state };
         if (job.spec.runId) msg.runId = job.spec.runId;

@@ -5,6 +5,7 @@
 import type { CancellationToken } from 'vscode-languageserver/node.js';
 import type { EngineInfo } from '../../models/engine.js';
 import type { JobQueue } from '../jobs.js';
+import type { Predictor } from '../pipeline.js';
 import type { PathPolicy } from '../paths.js';
 import type { LogParams } from '../protocol.js';
 import type { PredictorCache } from './predictors.js';
@@ -26,7 +27,7 @@ export interface SessionApi {
 
 export interface DaemonApi {
   readonly jobs: JobQueue;
-  readonly predictors: PredictorCache;
+  readonly predictors: PredictorCache<Predictor>;
   readonly startedAt: number;
   readonly backend: string | undefined;
   /** Resolves when the engine is up (undefined when none could be loaded: see engineError). */

@@ -5,8 +5,7 @@
  * waiting prediction or stops a running one before its model pass.
  */
 import { existsSync, statSync } from 'node:fs';
-import * as tf from '@tensorflow/tfjs-core';
-import { Predictor, newestFinishedRun, newestUsableRun } from '../pipeline.js';
+import { newestFinishedRun, newestUsableRun } from '../pipeline.js';
 import { RpcError, trainDirOf } from '../paths.js';
 import { ErrorCodes, type Prediction } from '../protocol.js';
 import { JobCancelledError } from '../jobs.js';
@@ -68,11 +67,7 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
     run: ({ signal }) =>
       daemon.predictors.use(trainDir, runId, runDirPath, async (predictor) => {
         if (signal.aborted) throw new JobCancelledError();
-        const before = tf.memory().numTensors;
-        const alone = daemon.jobs.runningIn('train').length === 0 && daemon.jobs.runningIn('evaluate').length === 0;
-        const out = await (predictor as unknown as Predictor).predict(image.path, { includeRaw });
-        const after = tf.memory().numTensors;
-        if (alone && after !== before) daemon.log('warn', `${m}: ${after - before} tensors left behind predicting ${imagePath} (a leak in the predictor)`);
+        const out = await predictor.predict(image.path, { includeRaw });
         return { ...out, imagePath };
       }),
   });

@@ -81,8 +81,8 @@ function fmtLoss(x: number): string {
 
 /** `epoch 12/200 · loss -3.41 · 14 img/s · ETA 4m` (and the other phases' texts). */
 export function trainingMessage(u: TrainingUpdate): string {
-  if (u.message && (u.phase === 'features' || u.phase === 'done')) return u.message;
-  if (u.phase === 'features') return `caching features ${u.step}/${u.steps}`;
+  if (u.phase === 'features') return `caching features${u.message ? ` (${u.message})` : ''} ${u.step}/${u.steps}`;
+  if (u.phase === 'done') return u.message ?? 'done';
   const parts = [`epoch ${u.epoch}/${u.epochs}`];
   if (u.phase === 'validate') parts.push('validating');
   if (u.loss !== undefined && Number.isFinite(u.loss)) parts.push(`loss ${fmtLoss(u.loss)}`);

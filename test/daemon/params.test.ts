@@ -54,6 +54,8 @@ test('missing or wrong-typed parameters: InvalidParams (-32602) naming the param
   await rejectsWith(c.sendRequest('uflow/cancel', {}), INVALID, /^uflow\/cancel: params\.jobId must be a non-empty string/);
   await rejectsWith(c.sendRequest('uflow/runs', { workspace: 'rel' }), INVALID, /^uflow\/runs: params\.workspace must be an absolute path/);
   await rejectsWith(c.sendRequest('uflow/downloadModels', { categories: 'carpet' }), INVALID, /params\.categories must be an array of non-empty strings/);
+  await rejectsWith(c.sendRequest('uflow/downloadModels', { categories: ['carpet', 'nope'] }), INVALID, /params\.categories must be MVTec categories \(bottle, cable/);
+  await rejectsWith(c.sendRequest('uflow/downloadModels', { root: outside }), ErrorCodes.PathOutsideWorkspace, /params\.root/);
 });
 
 test('paths outside the workspace folders are refused, symlinks resolved first', async () => {
