@@ -175,6 +175,28 @@ test('a corrupt image fails only its job; the daemon goes on serving', { timeout
   assert.equal(typeof p.score, 'number');
 });
 
+test('a dataset root without category queues one job per category; window/workDoneProgress/cancel cancels one', { timeout: 10 * MIN }, async () => {
+  const root = join(ws, 'multi');
+  await writeTinyCategory(root, 'bottle', { size: 32, trainGood: 4, testGood: 1, defects: 1, seed: 3 });
+  await writeTinyCategory(root, 'tile', { size: 32, trainGood: 4, testGood: 1, defects: 1, seed: 4 });
+  const tokensBefore = d.createdTokens.length;
+  const res = (await d.conn.sendRequest('uflow/train', { datasetPath: root, model: 'uflow', config: tinyConfig(1), workDoneToken: 'multi-tok' })) as TrainResult;
+  assert.deepEqual(res.jobs.map((j) => [j.category, j.position]), [
+    ['bottle', 0],
+    ['tile', 1],
+  ]);
+  // The first job reports on the client's token, the second on one the daemon creates.
+  const created = await d.inbox.wait('$/progress', (p: { token: string | number; value: { kind: string } }) => d.createdTokens.indexOf(p.token) >= tokensBefore && p.value.kind === 'begin', MIN, 'begin on a created token');
+  assert.match(created.params.value.message, /queued \(position 1\)|starting/);
+  await d.conn.sendNotification('window/workDoneProgress/cancel', { token: created.params.token });
+  const [a, b] = await Promise.all([ended(res.jobs[0]!.jobId), ended(res.jobs[1]!.jobId)]);
+  assert.equal(a.state, 'done', a.error);
+  assert.equal(a.run?.category, 'bottle');
+  assert.equal(b.state, 'cancelled');
+  assert.equal(b.run?.state, 'cancelled');
+  assert.equal(d.progress('multi-tok')[0]?.title, 'U-Flow bottle');
+});
+
 test('$/cancelRequest removes waiting predictions; 50 predictions leave the tensor count where it was', { timeout: 10 * MIN }, async () => {
   const img = join(carpet, 'test', 'spot', '001.png');
   await d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath: img }); // model cached
