@@ -53,7 +53,10 @@ export interface FastFlowOptions {
 /** anomalib's defaults: 8 steps, 1×1 on odd steps, hidden ratio 1.0. */
 export const FASTFLOW_DEFAULTS = { flowSteps: 8, conv3x3Only: false, hiddenRatio: 1.0 } as const;
 
-export function fastflowConfigFromExtractor(extractor: FeatureExtractor, opts: FastFlowOptions = {}): FastFlowModelConfig {
+export function fastflowConfigFromExtractor(
+  extractor: Pick<FeatureExtractor, 'name' | 'inputSize' | 'channels' | 'scaleFactors' | 'layerNormLevels'>,
+  opts: FastFlowOptions = {},
+): FastFlowModelConfig {
   return {
     backbone: extractor.name,
     inputSize: extractor.inputSize,
