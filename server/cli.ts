@@ -322,15 +322,40 @@ async function cmdRuns(argv: Record<string, unknown>): Promise<number> {
 }
 
 async function cmdDownload(argv: Record<string, unknown>): Promise<number> {
-  void argv;
-  err('uflow download-models: not available yet in this build.');
-  return 1;
+  const { downloadModels, DriveQuotaError } = await import('./pretrained.js');
+  const { ProgressBar } = await import('./progress-bar.js');
+  const root = resolve(String(argv.root ?? '.'));
+  const bar = new ProgressBar({ stream: process.stderr });
+  let current = '';
+  try {
+    const res = await downloadModels({
+      root,
+      categories: (argv.cat as string[] | undefined)?.map(String),
+      overwrite: Boolean(argv.overwrite),
+      onProgress: (p) => {
+        const label = `[${p.index}/${p.count}] ${p.metric}/${p.category}`;
+        if (label !== current) {
+          if (current) bar.done();
+          current = label;
+          bar.setLabel(label);
+        }
+        bar.update({ bytes: p.bytes, total: p.total, rate: p.rate });
+      },
+    });
+    if (current) bar.done();
+    for (const f of res.files) out(`${f.skipped ? 'present ' : 'fetched '} ${f.path}  ${f.sha256}`);
+    return 0;
+  } catch (e) {
+    if (current) bar.fail('failed');
+    if (e instanceof DriveQuotaError || e instanceof Error) throw new PipelineError((e as Error).message, 'NotAvailable');
+    throw e;
+  }
 }
 
-async function cmdServe(argv: Record<string, unknown>): Promise<number> {
-  void argv;
-  err('uflow serve: not available yet in this build.');
-  return 1;
+async function cmdServe(): Promise<number> {
+  const { serveMain } = await import('./server.js');
+  const i = process.argv.indexOf('serve');
+  return serveMain(i >= 0 ? process.argv.slice(i + 1) : []);
 }
 
 function commonTrainDir(y: Argv): Argv {
@@ -407,9 +432,10 @@ export function buildParser(args: string[]): Argv {
   y.command('download-models', 'fetch the released U-Flow checkpoints (models/auc|pro|miou/<category>)', (c) =>
     c
       .option('cat', { alias: 'categories', type: 'string', array: true, describe: 'categories (default: all)' })
-      .option('overwrite', { alias: 'force-overwrite', type: 'boolean', default: false, describe: 'fetch again even if present' }),
+      .option('overwrite', { alias: 'force-overwrite', type: 'boolean', default: false, describe: 'fetch again even if present' })
+      .option('root', { type: 'string', default: '.', describe: 'files go to <root>/models/<auc|pro|miou>/<category>.ckpt' }),
   );
-  y.command('serve', 'run the daemon (what the editor starts)', (c) => c.strict(false));
+  y.command('serve', 'run the daemon (what the editor starts): --stdio, --node-ipc or --port N; see uflow serve --help', (c) => c.strict(false).help(false));
   return y;
 }
 
@@ -421,10 +447,15 @@ const COMMANDS: Record<string, (argv: Record<string, unknown>) => Promise<number
   demo: cmdDemo,
   runs: cmdRuns,
   'download-models': cmdDownload,
-  serve: cmdServe,
+  serve: () => cmdServe(),
 };
 
 export async function main(args: string[]): Promise<number> {
+  // The daemon parses its own flags (server/connection.ts).
+  if (args[0] === 'serve') {
+    const { serveMain } = await import('./server.js');
+    return serveMain(args.slice(1));
+  }
   let usage: string | undefined;
   let argv: Record<string, unknown>;
   const parser = buildParser(args).fail((msg, e) => {
@@ -441,8 +472,8 @@ export async function main(args: string[]): Promise<number> {
     err(`run 'uflow --help' or 'uflow <command> --help' for the options`);
     return 2;
   }
-  if (argv.help) return 0;
   const cmd = String((argv._ as unknown[])[0] ?? '');
+  if (argv.help && cmd !== 'serve') return 0;
   const run = COMMANDS[cmd];
   if (!run) {
     err(`uflow: unknown command '${cmd}'; run 'uflow --help'`);

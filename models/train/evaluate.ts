@@ -16,12 +16,7 @@ import { anomalyMap } from '../scores/anomaly-map.js';
 import { negLogNfaTree, TreeNfaWorkspace } from '../scores/nfa-tree.js';
 import { negLogNfaBlock } from '../scores/nfa-block.js';
 import type { Latent } from '../scores/latent.js';
-import { rocAuc, rocCurve } from '../metrics/roc.js';
-
-// TEMPORARY until models/metrics/aupro lands.
-function aupro(_maps: Float32Array, _masks: Uint8Array, _n: number, _h: number, _w: number): { aupro: number | null; fpr: number[]; pro: number[] } {
-  return { aupro: null, fpr: [], pro: [] };
-}
+import { aupro, downsampleCurve, iouFloat32, rocAuc, rocCurve } from '../metrics/index.js';
 
 export type NfaMode = 'tree' | 'block-hp' | 'none';
 
@@ -142,10 +137,7 @@ export interface MetricsResult {
   perImage: Array<{ iou: number; detectedPixels: number }>;
 }
 
-/** float64 machine epsilon, as the official miou.py. */
-const MIOU_EPS = 2.220446049250313e-16;
-
-/** IoU of (−log NFA > thr) with the mask, official miou.py per image: (I + ε)/(U + ε). */
+/** IoU of (−log NFA > thr) with the mask, as the official miou.py per image: (I + ε)/(U + ε) in float32. */
 export function imageIou(negLogNfa: ArrayLike<number>, mask: ArrayLike<number>, thr = 0): { iou: number; detected: number } {
   let inter = 0;
   let union = 0;
@@ -157,7 +149,7 @@ export function imageIou(negLogNfa: ArrayLike<number>, mask: ArrayLike<number>, 
     if (p && t) inter++;
     if (p || t) union++;
   }
-  return { iou: (inter + MIOU_EPS) / (union + MIOU_EPS), detected };
+  return { iou: iouFloat32(inter, union), detected };
 }
 
 function concat(parts: readonly Float32Array[] | readonly Uint8Array[], idx: readonly number[]): Float32Array | Uint8Array {
@@ -220,13 +212,16 @@ export function computeMetricSet(items: readonly EvalItem[], masks: readonly Uin
         c.pixelRoc = points(r.fpr, r.tpr);
       } else m.pixel_auroc = rocAuc(pix, pixMask);
       const pr = aupro(concat(pro.anomaly, idx) as Float32Array, pixMask, idx.length, auroc.targetSize, auroc.targetSize);
-      m.aupro = pr.aupro;
-      if (curves) c.pro = points(pr.fpr, pr.pro);
+      m.aupro = Number.isFinite(pr.aupro) ? pr.aupro : null;
+      if (curves) {
+        const d = downsampleCurve(pr.fpr, pr.pro);
+        c.pro = points(d.x, d.y);
+      }
     }
     if (nfa.negLogNfa) {
       let s = 0;
       for (const i of idx) s += perImage[i]!.iou;
-      m.miou = idx.length ? s / idx.length : null;
+      m.miou = idx.length ? Math.fround(s / idx.length) : null;
     }
     return { m, c };
   };
