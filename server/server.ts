@@ -41,6 +41,7 @@ import {
   ipcChannel,
   listenTcp,
   parseServeArgs,
+  SERVE_USAGE,
   stdioChannel,
   UsageError,
   type Channel,
@@ -73,6 +74,7 @@ class Session implements SessionApi {
   private progressSupported = false;
   private readonly progressCancels = new Map<string | number, () => void>();
   closed = false;
+  ready = false;
 
   constructor(
     readonly id: number,
@@ -85,7 +87,9 @@ class Session implements SessionApi {
   }
 
   notify(method: string, params: unknown): void {
-    if (this.closed) return;
+    // LSP: nothing unasked before the initialize answer (a client without initialize: before
+    // its first request).
+    if (this.closed || !this.ready) return;
     try {
       void this.conn.sendNotification(method, params).catch(() => undefined);
     } catch {
@@ -166,6 +170,7 @@ class Session implements SessionApi {
       methods: Object.keys(handlers),
       queue: { train: 1, evaluate: 1, predict: 1 },
     };
+    this.ready = true;
     return {
       capabilities: {
         workspace: { workspaceFolders: { supported: true, changeNotifications: true } },
@@ -300,6 +305,7 @@ class Daemon implements DaemonApi {
     }
     for (const [method, handler] of Object.entries(handlers)) {
       conn.onRequest(method, async (params: unknown, token) => {
+        session.ready = true;
         const ctx: RequestContext = { method, daemon: this, session, token };
         try {
           return await handler(params, ctx);
@@ -388,6 +394,10 @@ export async function runServer(opts: ServeOptions): Promise<RunningServer> {
 
 /** `uflow serve` / `node dist/server.js`: parses the flags, serves until done; returns the exit code. */
 export async function serveMain(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(SERVE_USAGE + '\n');
+    return 0;
+  }
   let opts: ServeOptions;
   try {
     opts = parseServeArgs(argv);
