@@ -33,7 +33,8 @@ export function cachedEvaluation(run: StoredRun, datasetPath: string, highPrecis
     const ev = JSON.parse(readFileSync(file, 'utf8')) as Evaluation;
     if (ev.runId !== run.runId || Boolean(ev.highPrecision) !== highPrecision) return undefined;
     if (realpathLoose(ev.datasetPath) !== realpathLoose(datasetPath)) return undefined;
-    if (statSync(file).mtimeMs < newestCheckpointMtime(run.dir)) return undefined;
+    // Strictly newer than every checkpoint (an equal time on a coarse clock is not proof).
+    if (statSync(file).mtimeMs <= newestCheckpointMtime(run.dir)) return undefined;
     return ev;
   } catch {
     return undefined;

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { JobEnded, LogParams, RunInfo, TrainResult, TrainingUpdate } from '../../server/protocol.js';
+import type { EvaluateResult, JobEnded, LogParams, RunInfo, TrainResult, TrainingUpdate } from '../../server/protocol.js';
 import { tinyConfig, writeTinyCategory } from './fixtures.js';
 import { startDaemon, tempDir, withTimeout } from './harness.js';
 
@@ -36,12 +36,20 @@ test('killed daemon → run marked interrupted by the next one → resumed to th
       assert.ok(!('pid' in run), 'runs answers RunInfo without the owner pid');
       assert.ok(b.stderr().includes(`run ${runId}`), 'the daemon logged what it marked');
 
+      // Evaluation cache: reused while the run is unchanged, made again once it has trained on.
+      const ev1 = (await b.conn.sendRequest('uflow/evaluate', { runId })) as EvaluateResult;
+      assert.ok(!ev1.cached);
+      assert.equal(((await b.conn.sendRequest('uflow/evaluate', { runId })) as EvaluateResult).cached, true);
+
       const resumed = (await b.conn.sendRequest('uflow/train', { datasetPath: cat, model: 'uflow', resumeRunId: runId, config: { trainer: { epochs: run.epochsDone + 1 } } })) as TrainResult;
       assert.equal(resumed.jobs[0]!.runId, runId);
       const end = (await b.inbox.wait('uflow/jobEnded', (e: JobEnded) => e.jobId === resumed.jobs[0]!.jobId, 10 * MIN)).params as JobEnded;
       assert.equal(end.state, 'done', end.error);
       assert.equal(end.run?.state, 'finished');
       assert.equal(end.run?.epochsDone, run.epochsDone + 1);
+      const ev2 = (await b.conn.sendRequest('uflow/evaluate', { runId })) as EvaluateResult;
+      assert.ok(!ev2.cached, 'the run changed: evaluated again');
+      assert.notEqual(ev2.evaluatedAt, ev1.evaluatedAt);
     } finally {
       await b.close();
     }

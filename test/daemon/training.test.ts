@@ -230,3 +230,30 @@ test('an evaluation waiting behind another is cancelled by $/cancelRequest', { t
   const ev = (await first) as EvaluateResult;
   assert.equal(ev.highPrecision, true);
 });
+
+test('the predict model cache is an LRU: --predict-cache 1 evicts and disposes the older model', { timeout: 10 * MIN }, async () => {
+  const runs = ((await d.conn.sendRequest('uflow/runs', { workspace: ws })) as RunInfo[]).filter((r) => r.epochsDone > 0 && r.runId !== firstRun.runId);
+  assert.ok(runs.length >= 1);
+  const other = runs[0]!.runId;
+  const e = await startDaemon({ workspaceFolders: [ws], args: ['--predict-cache', '1'] });
+  try {
+    const img = join(carpet, 'test', 'good', '000.png');
+    const tensors = async () => ((await e.conn.sendRequest('uflow/status')) as StatusResult);
+    const t0 = (await tensors()).memory.tensors;
+    await e.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath: img });
+    const sa = await tensors();
+    assert.deepEqual(sa.predictCache?.runIds, [firstRun.runId]);
+    assert.ok((sa.predictCache?.bytes ?? 0) > 0, 'the model size is measured');
+    assert.ok(sa.memory.tensors > t0);
+    await e.conn.sendRequest('uflow/predict', { runId: other, imagePath: img });
+    const sb = await tensors();
+    assert.deepEqual(sb.predictCache?.runIds, [other]);
+    assert.equal(sb.predictCache?.entries, 1);
+    await e.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath: img });
+    const sa2 = await tensors();
+    assert.deepEqual(sa2.predictCache?.runIds, [firstRun.runId]);
+    assert.equal(sa2.memory.tensors, sa.memory.tensors, 'the evicted model was disposed: same tensors as with only the first model loaded');
+  } finally {
+    await e.close();
+  }
+});
