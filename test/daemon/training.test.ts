@@ -139,6 +139,12 @@ test('predict while another training runs; cancel that training mid-epoch; its l
   assert.match(p.anomalyMapPng, /^data:image\/png;base64,/);
   assert.equal(d.inbox.all('uflow/jobEnded', (e: JobEnded) => e.jobId === long.jobId).length, 0, 'the training was still running when the prediction was answered');
 
+  // Evaluations run alongside a training (not behind it): here the training run's own last checkpoint.
+  const evLive = (await d.conn.sendRequest('uflow/evaluate', { runId: long.runId })) as EvaluateResult;
+  assert.equal(evLive.runId, long.runId);
+  assert.ok(!evLive.cached, 'a run that is training is never served from the cache');
+  assert.equal(d.inbox.all('uflow/jobEnded', (e: JobEnded) => e.jobId === long.jobId).length, 0, 'the training was still running when the evaluation was answered');
+
   // Cancel the queued one: it ends at once, its run says so.
   assert.equal(await d.conn.sendRequest('uflow/cancel', { jobId: queued.jobs[0]!.jobId }), null);
   const qEnd = await ended(queued.jobs[0]!.jobId, MIN);
