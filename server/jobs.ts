@@ -264,7 +264,8 @@ export class JobQueue {
         this.end(job, end);
       },
       (e: unknown) => {
-        const cancelled = job.signal.aborted && (e instanceof JobCancelledError || (e as Error)?.name === 'AbortError' || e === job.signal.reason);
+        // Asked to stop, then threw: whatever the job's own cancel error looks like, it was cancelled.
+        const cancelled = job.signal.aborted;
         this.end(job, { state: cancelled ? 'cancelled' : 'failed', error: errorMessage(e), thrown: e });
       },
     );

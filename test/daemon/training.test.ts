@@ -169,14 +169,23 @@ test('predict while another training runs; cancel that training mid-epoch; its l
   assert.equal(typeof p2.maxNegLogNfa, 'number');
 });
 
-test('a corrupt image fails only its job; the daemon goes on serving', { timeout: 10 * MIN }, async () => {
+test('a corrupt image or a diverging loss fails only its job; the daemon goes on serving', { timeout: 10 * MIN }, async () => {
   const res = (await d.conn.sendRequest('uflow/train', { datasetPath: grid, model: 'uflow', config: tinyConfig(2) })) as TrainResult;
   const end = await ended(res.jobs[0]!.jobId);
   assert.equal(end.state, 'failed');
   assert.match(end.error ?? '', /900_corrupt\.png/);
   assert.equal(end.run?.state, 'failed');
+  // A diverging training (infinite / NaN loss) fails the same way.
+  const cfg = tinyConfig(3);
+  cfg.trainer.learning_rate = 1e9;
+  const div = (await d.conn.sendRequest('uflow/train', { datasetPath: carpet, model: 'uflow', config: cfg })) as TrainResult;
+  const dEnd = await ended(div.jobs[0]!.jobId);
+  assert.equal(dEnd.state, 'failed');
+  assert.match(dEnd.error ?? '', /diverged|NaN|Infinity/);
+  assert.equal(dEnd.run?.state, 'failed');
   const st = (await d.conn.sendRequest('uflow/status')) as StatusResult;
   assert.equal(st.jobs.find((j) => j.jobId === res.jobs[0]!.jobId)?.state, 'failed');
+  assert.equal(st.jobs.find((j) => j.jobId === div.jobs[0]!.jobId)?.state, 'failed');
   const p = (await d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath: join(carpet, 'test', 'good', '001.png') })) as Prediction;
   assert.equal(typeof p.score, 'number');
 });
@@ -235,6 +244,22 @@ test('an evaluation waiting behind another is cancelled by $/cancelRequest', { t
   await rejectsWith(second, ErrorCodes.Cancelled, /uflow\/evaluate: cancelled/);
   const ev = (await first) as EvaluateResult;
   assert.equal(ev.highPrecision, true);
+});
+
+test('$/cancelRequest stops a running evaluation at its next image', { timeout: 10 * MIN }, async () => {
+  const many = await writeTinyCategory(join(ws, 'data-many'), 'carpet', { size: 32, trainGood: 1, testGood: 4, defects: 16, seed: 5 });
+  const src = new CancellationTokenSource();
+  const call = d.conn.sendRequest('uflow/evaluate', { runId: firstRun.runId, datasetPath: many, workDoneToken: 'ev-tok' }, src.token);
+  await d.inbox.wait('$/progress', (p: { token: string; value: { kind: string; percentage?: number } }) => p.token === 'ev-tok' && p.value.kind === 'report' && (p.value.percentage ?? 0) > 0, 5 * MIN, 'the evaluation to be under way');
+  src.cancel();
+  await rejectsWith(call, ErrorCodes.Cancelled, /uflow\/evaluate: cancelled/);
+  const prog = d.progress('ev-tok');
+  assert.equal(prog.at(-1)?.kind, 'end');
+  assert.equal(prog.at(-1)?.message, 'cancelled');
+  assert.ok((prog.filter((v) => v.kind === 'report').at(-1)?.percentage ?? 100) < 100, 'stopped before the last image');
+  const st = (await d.conn.sendRequest('uflow/status')) as StatusResult;
+  const job = st.jobs.filter((j) => j.kind === 'evaluate').at(-1);
+  assert.equal(job?.state, 'cancelled');
 });
 
 test('the predict model cache is an LRU: --predict-cache 1 evicts and disposes the older model', { timeout: 10 * MIN }, async () => {
