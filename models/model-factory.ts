@@ -108,6 +108,11 @@ function checkKind(kind: string): ModelKind {
   return kind;
 }
 
+/** The range of a kind's anomaly map (for colour scales): U-Flow 1 − P in [0, 1], FastFlow −P in [−1, 0]. */
+export function mapRangeOf(kind: ModelKind): [number, number] {
+  return kind === 'fastflow' ? [-1, 0] : [0, 1];
+}
+
 /** Default flow steps: U-Flow 4 (official configs), FastFlow 8 (anomalib). */
 export function defaultFlowSteps(kind: ModelKind): number {
   return kind === 'fastflow' ? FASTFLOW_DEFAULTS.flowSteps : 4;
