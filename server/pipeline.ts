@@ -28,8 +28,7 @@ import { describeEngine, engineInfo, initEngine, type EngineInfo } from '../mode
 import { atomicWriteFile, atomicWriteJson } from '../models/io/atomic.js';
 import { readSafetensors, writeSafetensors, TensorFileError, type TensorMap } from '../models/io/safetensors.js';
 import { createExtractor, backboneNeedsWeights, type FeatureExtractor } from '../models/backbones/index.js';
-import { UFlowModel } from '../models/uflow-model.js';
-import { loadCheckpoint, saveCheckpoint } from '../models/checkpoint.js';
+import { createModel, loadModelFromCheckpoint, mapRangeOf, saveModelCheckpoint, type AnomalyModel } from '../models/model-factory.js';
 import { loadFeatures, type FeatureSet } from '../models/train/feature-cache.js';
 import { runTraining, type ValidationResult } from '../models/train/trainer.js';
 import { computeMaps, computeMetricSet, mapsOfLatents, type MapSet } from '../models/train/evaluate.js';
@@ -146,7 +145,6 @@ export function prepareRun(opts: TrainOptions): RunInfo {
   const trainDir = resolve(opts.trainDir);
   if (opts.resumeRunId) return prepareResume(trainDir, opts);
   const model = opts.model ?? 'uflow';
-  if (model !== 'uflow') throw new PipelineError(`model '${model}': only 'uflow' can be trained in this version`, 'NotAvailable');
   const ds = resolveDataset(opts.datasetPath, opts.category);
   const config = resolveConfig(ds.category, model, opts.configPath, opts.config);
   const runId = newRunId(ds.category, model);
@@ -247,10 +245,10 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     // Model: fresh, or the last complete epoch of this run.
     const ckpt = join(run.dir, RUN_FILES.checkpoint);
     let startEpoch = 0;
-    let model: UFlowModel;
+    let model: AnomalyModel;
     let optimizerTensors: TensorMap | undefined;
     if (run.epochsDone > 0 && existsSync(ckpt)) {
-      const loaded = loadCheckpoint(ckpt, { extractor });
+      const loaded = loadModelFromCheckpoint(ckpt, { extractor, kind: run.model });
       model = loaded.model;
       startEpoch = Number(loaded.metadata.epoch ?? run.epochsDone) || run.epochsDone;
       truncateMetrics(run.dir, startEpoch);
@@ -265,7 +263,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
       }
       if (startEpoch !== run.epochsDone) save({ epochsDone: startEpoch });
     } else {
-      model = UFlowModel.fromExtractor(extractor, { flowSteps: cfg.model.flow_steps, seed: cfg.trainer.seed });
+      model = createModel(run.model, cfg.model, extractor, { seed: cfg.trainer.seed });
     }
     disposables.push(model);
     const best: StoredRun['best'] = { ...run.best };
@@ -293,7 +291,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
         onValidationStart: (epoch) => hooks.onUpdate?.({ ...base, phase: 'validate', epoch, epochs: cfg.trainer.epochs, step: 0, steps: validation?.items.length ?? 0, message: 'validating on the test split' }),
         onEpochEnd: (r, optimizer) => {
           const meta = { epoch: String(r.epoch), runId: run.runId };
-          saveCheckpoint(ckpt, model, meta);
+          saveModelCheckpoint(ckpt, model, meta);
           writeSafetensors(join(run.dir, RUN_FILES.trainState), optimizer(), meta);
           const improved: SelectionMetric[] = [];
           if (r.metrics) {
@@ -302,7 +300,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
               if (v !== undefined && Number.isFinite(v) && (bestOf(m) === undefined || v > bestOf(m)!)) {
                 improved.push(m);
                 (best as Record<string, number>)[m] = v;
-                saveCheckpoint(join(run.dir, RUN_FILES.best(m)), model, { ...meta, metric: m, value: String(v) });
+                saveModelCheckpoint(join(run.dir, RUN_FILES.best(m)), model, { ...meta, metric: m, value: String(v) });
               }
             }
             if (r.metrics.image_auroc !== undefined && (best.image_auroc === undefined || r.metrics.image_auroc > best.image_auroc)) best.image_auroc = r.metrics.image_auroc;
@@ -497,7 +495,7 @@ async function loadValidationData(
   }
 }
 
-async function validateModel(model: UFlowModel, v: ValidationData, epoch: number, signal?: AbortSignal): Promise<ValidationResult> {
+async function validateModel(model: AnomalyModel, v: ValidationData, epoch: number, signal?: AbortSignal): Promise<ValidationResult> {
   void epoch;
   const maps = await computeMaps(model, v.features.levels, { targetSize: v.targetSize, nfa: 'tree', signal });
   const m = computeMetricSet(v.items, v.masks, maps, maps, maps, { curves: false }).overall;
@@ -640,7 +638,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
           iou: result.perImage[i]!.iou,
           ...(it.maskPath ? { maskPath: it.maskPath } : {}),
         };
-        if (writeMaps) r.maps = await writeImageMaps(run.dir, it, aurocMaps.anomaly[i]!, nfaMaps.negLogNfa![i]!, T);
+        if (writeMaps) r.maps = await writeImageMaps(run.dir, it, aurocMaps.anomaly[i]!, nfaMaps.negLogNfa![i]!, T, mapRangeOf(run.model));
         images.push(r);
         if (writeMaps && (i % 8 === 7 || i === items.length - 1)) opts.onProgress?.(i + 1, items.length, 'PNG maps');
       }
@@ -674,9 +672,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
   }
 }
 
-function loadCheckpointChecked(file: string, extractor: FeatureExtractor): { model: UFlowModel } {
+function loadCheckpointChecked(file: string, extractor: FeatureExtractor): { model: AnomalyModel } {
   try {
-    return loadCheckpoint(file, { extractor });
+    return loadModelFromCheckpoint(file, { extractor });
   } catch (e) {
     asPipelineError(e, 'JobFailed');
   }
@@ -698,7 +696,7 @@ function nfaRange(m: ArrayLike<number>): [number, number] {
 }
 
 /** Writes the four PNGs of one test image under maps/ and returns their paths relative to the run. */
-async function writeImageMaps(dir: string, it: SplitItem, anomaly: Float32Array, nfa: Float32Array, T: number): Promise<NonNullable<ImageResult['maps']>> {
+async function writeImageMaps(dir: string, it: SplitItem, anomaly: Float32Array, nfa: Float32Array, T: number, range: [number, number] = [0, 1]): Promise<NonNullable<ImageResult['maps']>> {
   const stem = basename(it.path).replace(/\.[^.]+$/, '').replace(/[^A-Za-z0-9_.-]+/g, '_');
   const rel = (kind: string) => join(RUN_FILES.maps, it.defect.replace(/[^A-Za-z0-9_.-]+/g, '_'), `${stem}.${kind}.png`);
   const img = await imageAt(it.path, T);
@@ -710,10 +708,10 @@ async function writeImageMaps(dir: string, it: SplitItem, anomaly: Float32Array,
     segmentation: rel('segmentation'),
     overlay: rel('overlay'),
   };
-  atomicWriteFile(join(dir, files.anomaly), heatmapPng(anomaly, T, T, { range: [0, 1] }));
+  atomicWriteFile(join(dir, files.anomaly), heatmapPng(anomaly, T, T, { range }));
   atomicWriteFile(join(dir, files.nfa), heatmapPng(nfa, T, T, { range: nfaRange(nfa) }));
   atomicWriteFile(join(dir, files.segmentation), encodePng(drawContour(img, det, { thickness: 1 }), T, T, 3));
-  atomicWriteFile(join(dir, files.overlay), encodePng(overlayHeatmap(img, anomaly, T, T, { range: [0, 1], alpha: 0.5 }), T, T, 3));
+  atomicWriteFile(join(dir, files.overlay), encodePng(overlayHeatmap(img, anomaly, T, T, { range, alpha: 0.5 }), T, T, 3));
   return files;
 }
 
@@ -740,7 +738,7 @@ export class Predictor {
   private constructor(
     readonly run: RunInfo,
     private readonly extractor: FeatureExtractor,
-    private readonly model: UFlowModel,
+    private readonly model: AnomalyModel,
     /** Bytes of the tensors it holds. */
     readonly bytes: number,
     /** The checkpoint file used. */
@@ -784,7 +782,7 @@ export class Predictor {
     const z = tf.tidy(() => this.model.forward(tf.tensor4d(input, [1, S, S, 3])).z);
     let maps: { anomaly: Float32Array[]; negLogNfa?: Float32Array[] };
     try {
-      maps = await mapsOfLatents(z, T, 'tree');
+      maps = await mapsOfLatents(z, T, 'tree', undefined, (zz, s) => this.model.anomalyMap(zz, s));
     } finally {
       tf.dispose(z);
     }
@@ -806,7 +804,7 @@ export class Predictor {
       maxNegLogNfa: maxNfa,
       width: w,
       height: h,
-      anomalyMapPng: pngDataUri(encodePng(overlayHeatmap(original, anomaly, T, T, { range: [0, 1], alpha: 0.5 }), w, h, 3)),
+      anomalyMapPng: pngDataUri(encodePng(overlayHeatmap(original, anomaly, T, T, { range: mapRangeOf(this.model.kind), alpha: 0.5 }), w, h, 3)),
       nfaMapPng: pngDataUri(heatmapPng(nfaFull, w, h, { range: nfaRange(nfa) })),
       segmentationPng: pngDataUri(encodePng(drawContour(original, det, { thickness }), w, h, 3)),
       mapSize: T,

@@ -22,7 +22,12 @@ export type NfaMode = 'tree' | 'block-hp' | 'none';
 
 export interface FlowModel {
   fromFeatures(features: readonly tf.Tensor4D[]): { z: tf.Tensor4D[]; logdet: tf.Tensor1D };
+  /** The model's own anomaly map (FastFlow: −P); default U-Flow's 1 − P. Higher = more anomalous. */
+  anomalyMap?(z: readonly tf.Tensor4D[], size: number): tf.Tensor4D;
 }
+
+/** A model's anomaly-map function (U-Flow's 1 − P when it has none). */
+export type AnomalyMapFn = (z: readonly tf.Tensor4D[], size: number) => tf.Tensor4D;
 
 export interface MapOptions {
   targetSize?: number;
@@ -60,9 +65,9 @@ async function latents(z: readonly tf.Tensor4D[]): Promise<Latent[]> {
 }
 
 /** Maps of one batch of latents. */
-export async function mapsOfLatents(z: readonly tf.Tensor4D[], T: number, nfa: NfaMode, ws?: TreeNfaWorkspace): Promise<{ anomaly: Float32Array[]; negLogNfa?: Float32Array[] }> {
+export async function mapsOfLatents(z: readonly tf.Tensor4D[], T: number, nfa: NfaMode, ws?: TreeNfaWorkspace, mapFn: AnomalyMapFn = anomalyMap): Promise<{ anomaly: Float32Array[]; negLogNfa?: Float32Array[] }> {
   const B = z[0]!.shape[0];
-  const am = anomalyMap(z, T);
+  const am = mapFn(z, T);
   const amData = (await am.data()) as Float32Array;
   am.dispose();
   const TT = T * T;
@@ -92,7 +97,7 @@ export async function computeMaps(model: FlowModel, levels: readonly tf.Tensor4D
       return r.z;
     });
     try {
-      const m = await mapsOfLatents(z, T, nfa, ws);
+      const m = await mapsOfLatents(z, T, nfa, ws, model.anomalyMap ? (zz, s) => model.anomalyMap!(zz, s) : anomalyMap);
       for (let b = 0; b < n; b++) {
         out.anomaly.push(m.anomaly[b]!);
         out.scores.push(max(m.anomaly[b]!));

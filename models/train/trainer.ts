@@ -10,10 +10,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorMap } from '../io/safetensors.js';
 import { mulberry32, randomPermutation } from '../flows/rng.js';
-import type { UFlowModel } from '../uflow-model.js';
 import { Adam } from './adam.js';
 import { LinearLR } from './lr-schedule.js';
-import { trainStep } from './step.js';
+import { trainStep, type Trainable } from './step.js';
 import { gatherBatch, type FeatureSet } from './feature-cache.js';
 
 export interface ValidationResult {
@@ -24,7 +23,8 @@ export interface ValidationResult {
 }
 
 export interface TrainerOptions {
-  model: UFlowModel;
+  /** U-Flow or FastFlow (models/model-factory.ts); both train on the same loss form. */
+  model: Trainable;
   features: FeatureSet;
   /** Total epochs of the run. */
   epochs: number;
