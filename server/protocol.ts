@@ -282,7 +282,27 @@ export interface DownloadModelsResult {
   files: Array<{ path: string; sha256: string; bytes: number; skipped: boolean }>;
 }
 
-/** Method names. */
+/**
+ * Method names.
+ *
+ * How the daemon serves them (server/server.ts, server/jobs.ts):
+ * - Start: `node dist/server.js --node-ipc` (the extension), `--stdio`, or `--port N` with a token
+ *   (`--token T` / UFLOW_TOKEN); over TCP the first message must be `initialize` carrying
+ *   `initializationOptions.token` (UflowInitializationOptions), else the daemon answers
+ *   ErrorCodes.Unauthorized and closes the connection. Over stdio / IPC `initialize` is optional
+ *   (without it only the daemon's `--allow` folders may be named).
+ * - Every path must lie inside the client's workspace folders (from `initialize`, kept current by
+ *   `workspace/didChangeWorkspaceFolders`) or an `--allow` folder, symlinks resolved:
+ *   ErrorCodes.PathOutsideWorkspace otherwise. Bad parameters: ErrorCodes.InvalidParams with
+ *   a message naming the parameter.
+ * - Trainings run one at a time (the others queued, with `position`); evaluations one at a time
+ *   alongside a training; predictions one at a time between the steps of both. `uflow/train`
+ *   answers at once; `uflow/evaluate`, `uflow/predict` and `uflow/downloadModels` answer when done
+ *   and stop on `$/cancelRequest` (ErrorCodes.Cancelled). `uflow/cancel` stops any job listed in
+ *   `uflow/status`; `window/workDoneProgress/cancel` stops the job behind a progress token.
+ * - Progress: `$/progress` on the request's `workDoneToken`, else on a token the daemon creates
+ *   (`window/workDoneProgress/create`) when the client declared `window.workDoneProgress`.
+ */
 export const Methods = {
   status: 'uflow/status',
   inspectDataset: 'uflow/inspectDataset',

@@ -278,7 +278,7 @@ class Daemon implements DaemonApi {
     if (this.adopted.has(trainDir)) return;
     this.adopted.add(trainDir);
     try {
-      for (const r of markInterrupted(trainDir)) this.log('warn', `run ${r.runId} was left '${r.state === 'interrupted' ? 'running' : r.state}' by a process that stopped: marked interrupted`);
+      for (const r of markInterrupted(trainDir)) this.log('warn', `run ${r.runId} was left unfinished by a process that stopped: marked interrupted (resume it with uflow/train resumeRunId)`);
     } catch (e) {
       this.log('warn', `could not check the runs in ${trainDir}: ${(e as Error).message}`);
     }
