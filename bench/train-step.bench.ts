@@ -9,6 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { availableParallelism, loadavg } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../models/engine.js';
 import { UFlowModel } from '../models/uflow-model.js';
@@ -39,7 +40,15 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function benchSingle(): Promise<{ ms: number; times: number[]; losses: number[] }> {
+interface Timing {
+  ms: number;
+  times: number[];
+  losses: number[];
+  /** Process CPU time per step (all threads), median: robust to other processes sharing the cores. */
+  cpuMs?: number;
+}
+
+async function benchSingle(): Promise<Timing> {
   await initEngine({ backend });
   const model = new UFlowModel({ backbone: 'bench', inputSize, channels, scaleFactors, flowSteps, layerNorm: true, seed: 0 });
   const rng = mulberry32(1);
@@ -51,19 +60,23 @@ async function benchSingle(): Promise<{ ms: number; times: number[]; losses: num
   const adam = new Adam(model.trainableVariables(), { lr: 1e-3, weightDecay: 1e-5 });
   for (let i = 0; i < warmup; i++) trainStep(model, feats, adam);
   const times: number[] = [];
+  const cpu: number[] = [];
   const losses: number[] = [];
   for (let i = 0; i < steps; i++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     losses.push(trainStep(model, feats, adam));
     times.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
   }
   adam.dispose();
   tf.dispose(feats);
   model.dispose();
-  return { ms: median(times), times, losses };
+  return { ms: median(times), times, losses, cpuMs: median(cpu) };
 }
 
-async function benchParallel(): Promise<{ ms: number; times: number[]; losses: number[] } | undefined> {
+async function benchParallel(): Promise<Timing | undefined> {
   let mod: typeof import('../models/train/parallel.js');
   try {
     mod = await import('../models/train/parallel.js');
@@ -74,7 +87,7 @@ async function benchParallel(): Promise<{ ms: number; times: number[]; losses: n
   return mod.benchParallelTrainStep({ inputSize, channels, scaleFactors, flowSteps, batch, steps, warmup });
 }
 
-function torchReference(): { ms: number; version: string; threads: number } | string {
+function torchReference(): { ms: number; cpuMs: number; version: string; threads: number } | string {
   const py = '/usr/bin/python3';
   const probe = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) return `PyTorch reference unavailable (${py} -c 'import torch' failed${probe.stderr ? `: ${probe.stderr.trim().split('\n').pop()}` : ''})`;
@@ -82,22 +95,28 @@ function torchReference(): { ms: number; version: string; threads: number } | st
   const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', scaleFactors.map((f) => inputSize / f).join(','), '--flow-steps', String(flowSteps), '--batch', String(batch), '--layer-norm', '1', '--warmup', String(warmup), '--steps', String(steps), '--threads', '2'], { encoding: 'utf8' });
   if (r.status !== 0) return `PyTorch reference unavailable (the reference script failed: ${r.stderr.trim().split('\n').pop()})`;
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  return { ms: out.ms_per_step, version: out.torch, threads: out.threads };
+  return { ms: out.ms_per_step, cpuMs: out.cpu_ms_per_step, version: out.torch, threads: out.threads };
 }
 
 const shape = `features ${channels.map((c, i) => `${c}@${inputSize / scaleFactors[i]!}²`).join(', ')}, ${flowSteps} flow steps, LayerNorm, batch ${batch}`;
 console.log(`U-Flow training step (${shape}); median of ${steps} after ${warmup} warm-up`);
+const load = () => loadavg()[0]!.toFixed(1);
+console.log(`load average before: ${load()} on ${availableParallelism()} cores (wall times are inflated when other processes share the cores; CPU times are not)`);
 const single = await benchSingle();
-console.log(`tfjs ${backend} (one thread): ${single.ms.toFixed(0)} ms/step  [${single.times.map((t) => t.toFixed(0)).join(', ')}]  loss ${single.losses[0]!.toFixed(1)} → ${single.losses.at(-1)!.toFixed(1)}`);
+console.log(`tfjs ${backend} (one thread): ${single.ms.toFixed(0)} ms/step wall, ${single.cpuMs!.toFixed(0)} ms CPU  [${single.times.map((t) => t.toFixed(0)).join(', ')}]  loss ${single.losses[0]!.toFixed(1)} → ${single.losses.at(-1)!.toFixed(1)}`);
 let par: Awaited<ReturnType<typeof benchParallel>>;
 if (parallel) {
   par = await benchParallel();
-  if (par) console.log(`tfjs wasm, 2 workers × half batch: ${par.ms.toFixed(0)} ms/step  [${par.times.map((t) => t.toFixed(0)).join(', ')}]  speed-up ×${(single.ms / par.ms).toFixed(2)}`);
+  if (par) {
+    console.log(`tfjs wasm, 2 workers × half batch: ${par.ms.toFixed(0)} ms/step wall, ${par.cpuMs!.toFixed(0)} ms CPU (all threads)  [${par.times.map((t) => t.toFixed(0)).join(', ')}]  loss ${par.losses[0]!.toFixed(1)} → ${par.losses.at(-1)!.toFixed(1)}`);
+    console.log(`  speed-up over one thread: ×${(single.ms / par.ms).toFixed(2)} wall; on two idle cores about ×${((2 * single.cpuMs!) / par.cpuMs!).toFixed(2)} (2 × single CPU / parallel CPU)`);
+  }
 }
 const ref = torchReference();
 if (typeof ref === 'string') console.log(ref);
 else {
-  console.log(`PyTorch ${ref.version} CPU (${ref.threads} threads): ${ref.ms.toFixed(0)} ms/step`);
-  console.log(`ratio tfjs ${backend} / PyTorch: ${(single.ms / ref.ms).toFixed(2)}×`);
-  if (par) console.log(`ratio tfjs 2 workers / PyTorch: ${(par.ms / ref.ms).toFixed(2)}×`);
+  console.log(`PyTorch ${ref.version} CPU (${ref.threads} threads): ${ref.ms.toFixed(0)} ms/step wall, ${ref.cpuMs.toFixed(0)} ms CPU (all threads)`);
+  console.log(`ratio tfjs ${backend} / PyTorch: ${(single.ms / ref.ms).toFixed(2)}× wall, ${(single.cpuMs! / ref.cpuMs).toFixed(2)}× CPU time`);
+  if (par) console.log(`ratio tfjs 2 workers / PyTorch: ${(par.ms / ref.ms).toFixed(2)}× wall`);
 }
+console.log(`load average after: ${load()}`);

@@ -201,12 +201,25 @@ def main():
 
     for _ in range(args.warmup):
         step()
-    times, losses = [], []
+    times, cpu, losses = [], [], []
     for _ in range(args.steps):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         losses.append(step())
         times.append((time.perf_counter() - t0) * 1000)
-    print(json.dumps({"ms_per_step": statistics.median(times), "times_ms": times, "losses": losses, "torch": torch.__version__, "threads": torch.get_num_threads()}))
+        cpu.append((time.process_time() - c0) * 1000)
+    print(
+        json.dumps(
+            {
+                "ms_per_step": statistics.median(times),
+                "cpu_ms_per_step": statistics.median(cpu),
+                "times_ms": times,
+                "losses": losses,
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -196,7 +196,7 @@ export async function benchParallelTrainStep(o: {
   steps: number;
   warmup: number;
   workers?: number;
-}): Promise<{ ms: number; times: number[]; losses: number[] }> {
+}): Promise<{ ms: number; times: number[]; losses: number[]; cpuMs: number }> {
   const model = new UFlowModel({ backbone: 'bench', inputSize: o.inputSize, channels: o.channels, scaleFactors: o.scaleFactors, flowSteps: o.flowSteps, layerNorm: true, seed: 0 });
   const rng = mulberry32(1);
   const feats = model.featureSizes().map(([h, w], i) => {
@@ -209,15 +209,22 @@ export async function benchParallelTrainStep(o: {
   try {
     for (let i = 0; i < o.warmup; i++) await trainer.step(feats, adam);
     const times: number[] = [];
+    const cpu: number[] = [];
     const losses: number[] = [];
     for (let i = 0; i < o.steps; i++) {
+      const c0 = process.cpuUsage(); // process-wide: includes the workers' threads
       const t0 = performance.now();
       losses.push(await trainer.step(feats, adam));
       times.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1000);
     }
-    const s = [...times].sort((a, b) => a - b);
-    const m = s.length >> 1;
-    return { ms: s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2, times, losses };
+    const median = (xs: number[]) => {
+      const s = [...xs].sort((a, b) => a - b);
+      const m = s.length >> 1;
+      return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+    };
+    return { ms: median(times), times, losses, cpuMs: median(cpu) };
   } finally {
     await trainer.dispose();
     adam.dispose();
