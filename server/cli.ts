@@ -359,16 +359,16 @@ async function cmdServe(): Promise<number> {
 }
 
 function commonTrainDir(y: Argv): Argv {
-  return y.option('train_dir', { alias: 'training_dir', type: 'string', describe: `runs and caches folder (shared with the editor's <workspace>/.uflow)`, default: DEFAULT_TRAIN_DIR });
+  return y.option('train_dir', { alias: 'training_dir', type: 'string', requiresArg: true, describe: `runs and caches folder (shared with the editor's <workspace>/.uflow)`, default: DEFAULT_TRAIN_DIR });
 }
 function commonBackend(y: Argv): Argv {
-  return y.option('backend', { type: 'string', describe: 'tensor backend: tensorflow-gpu, tensorflow, webgpu, wasm, cpu (default: best that loads)' });
+  return y.option('backend', { type: 'string', requiresArg: true, describe: 'tensor backend: tensorflow-gpu, tensorflow, webgpu, wasm, cpu (default: best that loads)' });
 }
 
 export function buildParser(args: string[]): Argv {
   const y = yargs(args)
     .scriptName('uflow')
-    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false })
+    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false, 'duplicate-arguments-array': false })
     .usage('$0 <command> [options]')
     .strict()
     .help()
@@ -381,18 +381,18 @@ export function buildParser(args: string[]): Argv {
     commonBackend(
       commonTrainDir(
         c
-          .option('cat', { alias: 'category', type: 'string', describe: 'category folder under -data (omit when -data is the category itself)' })
-          .option('config', { alias: 'config_path', type: 'string', describe: 'YAML config (official keys); default: the category\'s official config' })
-          .option('data', { type: 'string', describe: 'folder of categories (MVTec layout), a category folder, or a folder of normal images', default: DEFAULT_DATA })
-          .option('model', { type: 'string', choices: ['uflow', 'fastflow'], default: 'uflow' })
-          .option('resume', { type: 'string', describe: 'continue this run id' })
-          .option('epochs', { type: 'number', describe: 'override trainer.epochs' })
-          .option('batch', { type: 'number', describe: 'override trainer.batch_train' })
-          .option('lr', { type: 'number', describe: 'override trainer.learning_rate' })
-          .option('validate-every', { type: 'number', describe: 'override trainer.validate_every (0: never)' })
-          .option('seed', { type: 'number', describe: 'override trainer.seed' })
-          .option('backbone', { type: 'string', describe: "override model.backbone (e.g. builtin:filters, resnet18, tfjs:<dir>)" })
-          .option('input-size', { type: 'number', describe: 'override model.input_size' }),
+          .option('cat', { alias: 'category', type: 'string', requiresArg: true, describe: 'category folder under -data (omit when -data is the category itself)' })
+          .option('config', { alias: 'config_path', type: 'string', requiresArg: true, describe: 'YAML config (official keys); default: the category\'s official config' })
+          .option('data', { type: 'string', requiresArg: true, describe: 'folder of categories (MVTec layout), a category folder, or a folder of normal images', default: DEFAULT_DATA })
+          .option('model', { type: 'string', requiresArg: true, choices: ['uflow', 'fastflow'], default: 'uflow' })
+          .option('resume', { type: 'string', requiresArg: true, describe: 'continue this run id' })
+          .option('epochs', { type: 'number', requiresArg: true, describe: 'override trainer.epochs' })
+          .option('batch', { type: 'number', requiresArg: true, describe: 'override trainer.batch_train' })
+          .option('lr', { type: 'number', requiresArg: true, describe: 'override trainer.learning_rate' })
+          .option('validate-every', { type: 'number', requiresArg: true, describe: 'override trainer.validate_every (0: never)' })
+          .option('seed', { type: 'number', requiresArg: true, describe: 'override trainer.seed' })
+          .option('backbone', { type: 'string', requiresArg: true, describe: "override model.backbone (e.g. builtin:filters, resnet18, tfjs:<dir>)" })
+          .option('input-size', { type: 'number', requiresArg: true, describe: 'override model.input_size' }),
       ),
     ),
   );
@@ -400,11 +400,11 @@ export function buildParser(args: string[]): Argv {
     commonBackend(
       commonTrainDir(
         c
-          .option('cat', { alias: 'categories', type: 'string', array: true, describe: 'categories (default: every category with a run)' })
-          .option('data', { type: 'string', describe: "dataset folder (default: the run's)" })
+          .option('cat', { alias: 'categories', type: 'string', requiresArg: true, array: true, describe: 'categories (default: every category with a run)' })
+          .option('data', { type: 'string', requiresArg: true, describe: "dataset folder (default: the run's)" })
           .option('hp', { alias: 'high-precision', type: 'boolean', default: false, describe: 'exact NFA tail probabilities (slower)' })
-          .option('run', { type: 'string', describe: 'run id (default: the newest finished run of the category)' })
-          .option('checkpoint', { type: 'string', choices: ['best', 'last'], default: 'best', describe: 'best: each metric from the checkpoint selected on it (as the official evaluate.py); last: the final one' })
+          .option('run', { type: 'string', requiresArg: true, describe: 'run id (default: the newest finished run of the category)' })
+          .option('checkpoint', { type: 'string', requiresArg: true, choices: ['best', 'last'], default: 'best', describe: 'best: each metric from the checkpoint selected on it (as the official evaluate.py); last: the final one' })
           .option('json', { type: 'boolean', default: false, describe: 'print evaluation.json' }),
       ),
     ),
@@ -413,11 +413,11 @@ export function buildParser(args: string[]): Argv {
     commonBackend(
       commonTrainDir(
         c
-          .option('cat', { alias: 'category', type: 'string', describe: 'category (picks its newest run; without --image: its test images)' })
-          .option('data', { type: 'string', describe: "dataset folder (default: the run's)" })
-          .option('image', { type: 'string', array: true, describe: 'image file(s)' })
-          .option('run', { type: 'string', describe: 'run id' })
-          .option('out', { type: 'string', describe: 'write PNGs (heatmap overlay, -log NFA, segmentation) here' })
+          .option('cat', { alias: 'category', type: 'string', requiresArg: true, describe: 'category (picks its newest run; without --image: its test images)' })
+          .option('data', { type: 'string', requiresArg: true, describe: "dataset folder (default: the run's)" })
+          .option('image', { type: 'string', requiresArg: true, array: true, describe: 'image file(s)' })
+          .option('run', { type: 'string', requiresArg: true, describe: 'run id' })
+          .option('out', { type: 'string', requiresArg: true, describe: 'write PNGs (heatmap overlay, -log NFA, segmentation) here' })
           .option('json', { type: 'boolean', default: false }),
       ),
     ),
@@ -425,15 +425,15 @@ export function buildParser(args: string[]): Argv {
   y.command('doctor', 'tensor engine, device, versions, and why faster backends were skipped', (c) => commonBackend(c.option('json', { type: 'boolean', default: false })));
   y.command('demo', 'generate the demo dataset, train U-Flow on it, evaluate, and write report.html', (c) =>
     commonBackend(
-      c.option('dir', { type: 'string', default: './uflow-demo', describe: 'where the dataset, runs and report go' }).option('epochs', { type: 'number', describe: 'override the demo epochs' }),
+      c.option('dir', { type: 'string', requiresArg: true, default: './uflow-demo', describe: 'where the dataset, runs and report go' }).option('epochs', { type: 'number', requiresArg: true, describe: 'override the demo epochs' }),
     ),
   );
   y.command('runs', 'list runs', (c) => commonTrainDir(c.option('json', { type: 'boolean', default: false })));
   y.command('download-models', 'fetch the released U-Flow checkpoints (models/auc|pro|miou/<category>)', (c) =>
     c
-      .option('cat', { alias: 'categories', type: 'string', array: true, describe: 'categories (default: all)' })
+      .option('cat', { alias: 'categories', type: 'string', requiresArg: true, array: true, describe: 'categories (default: all)' })
       .option('overwrite', { alias: 'force-overwrite', type: 'boolean', default: false, describe: 'fetch again even if present' })
-      .option('root', { type: 'string', default: '.', describe: 'files go to <root>/models/<auc|pro|miou>/<category>.ckpt' }),
+      .option('root', { type: 'string', requiresArg: true, default: '.', describe: 'files go to <root>/models/<auc|pro|miou>/<category>.ckpt' }),
   );
   y.command('serve', 'run the daemon (what the editor starts): --stdio, --node-ipc or --port N; see uflow serve --help', (c) => c.strict(false).help(false));
   return y;

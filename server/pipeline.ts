@@ -323,8 +323,6 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     const cancelled = opts.signal?.aborted && ((e as Error)?.name === 'AbortError' || /cancel/i.test((e as Error)?.message ?? ''));
     const msg = userMessage(e);
     save({ state: cancelled ? 'cancelled' : 'failed', pid: undefined, error: cancelled ? undefined : msg });
-    if (cancelled) return run;
-    log(`run ${run.runId} failed: ${msg}`);
     return run;
   } finally {
     for (const d of disposables.reverse()) d.dispose();

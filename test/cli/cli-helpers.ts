@@ -70,10 +70,12 @@ export function fastFlags(epochs: number, extra: string[] = []): string[] {
   return ['--backbone', 'builtin:filters', '--input-size', '64', '--epochs', String(epochs), '--batch', '4', '--lr', '2e-3', ...extra];
 }
 
-export async function waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
+/** Polls `pred`; fails early (with its output) when the watched process has exited. */
+export async function waitFor(pred: () => boolean, timeoutMs: number, what: string, proc?: { child: ChildProcess; output: () => string }): Promise<void> {
   const t0 = Date.now();
   while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    if (proc && proc.child.exitCode !== null) throw new Error(`the process exited (${proc.child.exitCode}) before ${what}:\n${proc.output()}`);
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}${proc ? `:\n${proc.output()}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
