@@ -2,9 +2,10 @@
  * ROC / AUROC on large pixel sets (spec/metrics.md): `rocAuc` has sklearn `roc_auc_score`
  * semantics (every distinct score is a threshold; ties are one ROC step, i.e. the trapezoid rule,
  * which equals the Mann–Whitney U statistic with ties counted 1/2). Positives are the non-zero
- * labels. O(n log n): positives and negatives are copied into two typed arrays, sorted natively,
- * and merged from the top; no index arrays, no comparator callbacks.
+ * labels. Positives and negatives are copied into two typed arrays, radix-sorted (sort.ts) and
+ * merged from the top; no index arrays, no comparator callbacks.
  */
+import { sortScores } from './sort.js';
 
 export type Scores = ArrayLike<number>;
 export type Labels = ArrayLike<number>;
@@ -20,8 +21,8 @@ export function splitSorted(scores: Scores, labels: Labels): SplitScores {
   let nPos = 0;
   for (let i = 0; i < labels.length; i++) if (labels[i] !== 0) nPos++;
   const Arr = scores instanceof Float32Array ? Float32Array : Float64Array;
-  const pos = new Arr(nPos);
-  const neg = new Arr(scores.length - nPos);
+  let pos = new Arr(nPos);
+  let neg = new Arr(scores.length - nPos);
   let ip = 0;
   let ineg = 0;
   for (let i = 0; i < scores.length; i++) {
@@ -30,8 +31,8 @@ export function splitSorted(scores: Scores, labels: Labels): SplitScores {
     if (labels[i] !== 0) pos[ip++] = s;
     else neg[ineg++] = s;
   }
-  pos.sort();
-  neg.sort();
+  pos = sortScores(pos);
+  neg = sortScores(neg);
   return { pos, neg };
 }
 
