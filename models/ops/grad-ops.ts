@@ -42,8 +42,7 @@ function checkOddSquare(filter: tf.Tensor4D): number {
 /** Gradient of a stride-1 'same' conv w.r.t. its input: a 'same' conv of dy with the filter rotated 180° and I/O swapped. */
 export function conv2dSameInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D {
   return tf.tidy(() => {
-    const k = filter.shape[0];
-    const rot = k === 1 ? filter : tf.reverse(filter, [0, 1]);
+    const rot = filter.shape[0] === 1 ? filter : tf.reverse(filter, [0, 1]);
     return tf.conv2d(dy, tf.transpose(rot, [0, 1, 3, 2]) as tf.Tensor4D, 1, 'same');
   });
 }
