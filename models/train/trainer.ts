@@ -188,7 +188,7 @@ export async function runTraining(opts: TrainerOptions, hooks: TrainerHooks = {}
           return {
             state: 'failed',
             epochsDone,
-            message: `the loss became ${loss} at epoch ${epoch}, step ${s + 1}: training diverged. The checkpoint of epoch ${epochsDone} is kept; lower the learning rate (trainer.learning_rate, now ${adam.lr.toExponential(3)}) and train again`,
+            message: `the loss became ${loss} at epoch ${epoch}, step ${s + 1}: training diverged. ${epochsDone > 0 ? `The checkpoint of epoch ${epochsDone} is kept` : 'No epoch had completed, so nothing was saved'}; lower the learning rate (trainer.learning_rate, now ${adam.lr.toExponential(3)}) and train again`,
           };
         }
         lossSum += loss * idx.length;
