@@ -15,6 +15,7 @@ import {
   IPCMessageWriter,
   LanguageClient,
   WorkDoneProgress,
+  type InitializeParams,
   type LanguageClientOptions,
   type WorkDoneProgressBegin,
   type WorkDoneProgressReport,
@@ -37,6 +38,18 @@ const CRASHES_BEFORE_NOTICE = 3;
 const CRASHES_BEFORE_GIVING_UP = 6;
 
 type MethodParams = Record<string, unknown> | object | undefined;
+
+/**
+ * The language client without server-initiated progress: the daemon would otherwise create a
+ * window progress per job, duplicating the extension's own status bar item. Requests that want
+ * progress pass their own workDoneToken (requestWithProgress).
+ */
+class DaemonClient extends LanguageClient {
+  protected override fillInitializeParams(params: InitializeParams): void {
+    super.fillInitializeParams(params);
+    if (params.capabilities.window) params.capabilities.window.workDoneProgress = false;
+  }
+}
 
 export class Daemon implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -140,7 +153,7 @@ export class Daemon implements vscode.Disposable {
       },
       connectionOptions: { maxRestartCount: 0 },
     };
-    const client = new LanguageClient(
+    const client = new DaemonClient(
       'uflow',
       'U-Flow daemon',
       async () => {

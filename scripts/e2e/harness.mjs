@@ -70,6 +70,10 @@ export const defaultUserSettings = {
   'files.watcherExclude': { '**/.uflow/**': true, '**/node_modules/**': true },
   'chat.commandCenter.enabled': false,
   'workbench.colorTheme': 'Default Dark Modern',
+  'git.enabled': false,
+  'git.openRepositoryInParentFolders': 'never',
+  'workbench.editor.enablePreview': false,
+  'notifications.compact': false,
 };
 
 function codeServerArgs(dirs) {
