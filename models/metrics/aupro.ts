@@ -366,22 +366,28 @@ class Sparse {
     const { K, bgCnt, kLim, bgVal, fg, start } = sh;
     this.dF = new Float64Array(K + 2);
     this.dT = new Float64Array(K + 2);
-    let nTies = 0;
     const top = Math.min(kLim + 1, bgCnt.length);
-    for (let k = 0; k < top; k++) if (bgCnt[k]! - (k > 0 ? bgCnt[k - 1]! : 0) > 1) nTies++;
-    this.tieK = new Int32Array(nTies);
-    this.tieX = new Int32Array(nTies);
-    nTies = 0;
+    const tk = new Int32Array(top);
+    const tx = new Int32Array(top);
+    let nTies = 0;
+    let prevCnt = 0;
     for (let k = 0; k < top; k++) {
-      const c = bgCnt[k]! - (k > 0 ? bgCnt[k - 1]! : 0);
-      if (c > 1) {
-        this.tieK[nTies] = k;
-        this.tieX[nTies++] = c - 1;
+      const cnt = bgCnt[k]!;
+      if (cnt - prevCnt > 1) {
+        tk[nTies] = k;
+        tx[nTies++] = cnt - prevCnt - 1;
       }
+      prevCnt = cnt;
     }
-    this.tieDF = Float64Array.from(this.tieX, (x) => x / sh.nBg);
+    this.tieK = tk.subarray(0, nTies);
+    this.tieX = tx.subarray(0, nTies);
+    this.tieDF = new Float64Array(nTies);
     this.tieCum = new Float64Array(nTies + 1);
-    for (let t = 0; t < nTies; t++) this.tieCum[t + 1] = this.tieCum[t]! + this.tieX[t]!;
+    const invNbgC = 1 / sh.nBg;
+    for (let t = 0; t < nTies; t++) {
+      this.tieDF[t] = tx[t]! * invNbgC;
+      this.tieCum[t + 1] = this.tieCum[t]! + tx[t]!;
+    }
     const nFg = fg.length;
     this.rOff = new Int32Array(R + 2);
     this.rNg = new Int32Array(nFg);

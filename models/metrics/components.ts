@@ -49,8 +49,8 @@ export function label8(mask: ArrayLike<number>, n: number, h: number, w: number)
       sizes.push(size);
     }
   }
-  let bg = 0;
-  for (let i = 0; i < labels.length; i++) if (labels[i] === 0) bg++;
-  sizes[0] = bg;
+  let fg = 0;
+  for (let r = 1; r < sizes.length; r++) fg += sizes[r]!;
+  sizes[0] = n * per - fg;
   return { labels, count: next, sizes: Int32Array.from(sizes) };
 }

@@ -159,17 +159,43 @@ export function treeLog10ProbMap(z: Latent, b: number, ws = new TreeNfaWorkspace
   ws.ensure(N);
   const { E, score } = ws;
   const data = z.data;
-  let off = b * N * C;
-  for (let i = 0; i < N; i++) {
+  // Sequential float32 sums per pixel; four pixels at a time so the four dependency chains overlap.
+  const base = b * N * C;
+  let i = 0;
+  for (; i + 4 <= N; i += 4) {
+    const o0 = base + i * C;
+    const o1 = o0 + C;
+    const o2 = o1 + C;
+    const o3 = o2 + C;
+    let e0 = 0;
+    let e1 = 0;
+    let e2 = 0;
+    let e3 = 0;
+    for (let c = 0; c < C; c++) {
+      const v0 = data[o0 + c]!;
+      const v1 = data[o1 + c]!;
+      const v2 = data[o2 + c]!;
+      const v3 = data[o3 + c]!;
+      e0 = Math.fround(e0 + Math.fround(v0 * v0));
+      e1 = Math.fround(e1 + Math.fround(v1 * v1));
+      e2 = Math.fround(e2 + Math.fround(v2 * v2));
+      e3 = Math.fround(e3 + Math.fround(v3 * v3));
+    }
+    E[i] = e0;
+    E[i + 1] = e1;
+    E[i + 2] = e2;
+    E[i + 3] = e3;
+  }
+  for (; i < N; i++) {
+    const o = base + i * C;
     let e = 0;
     for (let c = 0; c < C; c++) {
-      const v = data[off + c]!;
+      const v = data[o + c]!;
       e = Math.fround(e + Math.fround(v * v));
     }
-    off += C;
     E[i] = e;
-    score[i] = Math.fround(e / C);
   }
+  for (let p = 0; p < N; p++) score[p] = Math.fround(E[p]! / C);
   sortByScore(ws, N);
   const { sorted, parent, zpar, nodeOf } = ws;
 
@@ -262,20 +288,25 @@ export function treeLog10ProbMap(z: Latent, b: number, ws = new TreeNfaWorkspace
   return out;
 }
 
-/** The dynamic tree of prune/merge: parent pointers and alive flags over the node arrays. */
+/**
+ * The dynamic tree of prune/merge: parent pointers, alive flags and child counts over the node
+ * arrays. Child counts are maintained, not recounted: prune never changes the number of children of
+ * a surviving node (a collapsed branch keeps one node under the same parent), and merge only empties
+ * the merging nodes. For the same reason, after the first prune every leaf's branch is the leaf
+ * alone, so later prunes only need the branches of the nodes the last merge turned into leaves.
+ */
 class DynTree {
   private n: number; // alive nodes listed in ws.order[0..n)
+  private fresh = new Int32Array(0); // leaves created by the last merge
+  private nFresh = -1; // −1: prune every leaf
   constructor(
     private ws: TreeNfaWorkspace,
     n: number,
   ) {
     this.n = n;
-  }
-
-  private countChildren(): void {
-    const { order, childCount, par } = this.ws;
-    for (let k = 0; k < this.n; k++) childCount[order[k]!] = 0;
-    for (let k = 0; k < this.n; k++) {
+    const { order, childCount, par } = ws;
+    for (let k = 0; k < n; k++) childCount[order[k]!] = 0;
+    for (let k = 0; k < n; k++) {
       const p = par[order[k]!]!;
       if (p >= 0) childCount[p]!++;
     }
@@ -313,58 +344,70 @@ class DynTree {
     return best;
   }
 
+  /** Collapses the branch of leaf l to its (first) minimum-ℓ node. */
+  private pruneLeaf(l: number): void {
+    const len = this.branchOf(l);
+    if (len === 1) return;
+    const { branch, alive, par, childCount } = this.ws;
+    const c = this.branchArgmin(len);
+    const chosen = branch[c]!;
+    const newParent = par[branch[len - 1]!]!;
+    for (let i = 0; i < len; i++) if (i !== c) alive[branch[i]!] = 0;
+    par[chosen] = newParent;
+    childCount[chosen] = 0;
+  }
+
   /** Procedure 1: every leaf branch collapses to its (first) minimum-ℓ node. */
   prune(): void {
-    this.countChildren();
-    const { order, childCount, alive, par, branch } = this.ws;
-    const n = this.n;
-    for (let k = 0; k < n; k++) {
-      const l = order[k]!;
-      if (!alive[l] || childCount[l] !== 0) continue;
-      const len = this.branchOf(l);
-      if (len === 1) continue;
-      const c = this.branchArgmin(len);
-      const chosen = branch[c]!;
-      const newParent = par[branch[len - 1]!]!;
-      for (let i = 0; i < len; i++) if (i !== c) alive[branch[i]!] = 0;
-      par[chosen] = newParent;
-      childCount[chosen] = 0;
+    const { order, childCount, alive } = this.ws;
+    if (this.nFresh < 0) {
+      const n = this.n;
+      for (let k = 0; k < n; k++) {
+        const l = order[k]!;
+        if (alive[l] && childCount[l] === 0) this.pruneLeaf(l);
+      }
+    } else {
+      for (let i = 0; i < this.nFresh; i++) {
+        const l = this.fresh[i]!;
+        if (alive[l] && childCount[l] === 0) this.pruneLeaf(l);
+      }
     }
+    this.nFresh = 0;
     this.compact();
   }
 
   /** Procedure 2: nodes whose children are all leaves absorb them when ℓ(node) ≤ min ℓ(children). */
   merge(): boolean {
-    this.countChildren();
     const { order, childCount, alive, par, logProb, hasInner, minChild, flag } = this.ws;
     const n = this.n;
     for (let k = 0; k < n; k++) {
       const v = order[k]!;
       hasInner[v] = 0;
       minChild[v] = Infinity;
-      flag[v] = 0;
     }
     for (let k = 0; k < n; k++) {
       const v = order[k]!;
       const p = par[v]!;
       if (p < 0) continue;
       if (childCount[v]! > 0) hasInner[p] = 1;
-      if (lessNan(logProb[v]!, minChild[p]!)) minChild[p] = logProb[v]!;
+      else if (lessNan(logProb[v]!, minChild[p]!)) minChild[p] = logProb[v]!;
     }
-    let merged = false;
+    let merged = 0;
+    if (this.fresh.length < n) this.fresh = new Int32Array(n);
     for (let k = 0; k < n; k++) {
       const v = order[k]!;
-      if (childCount[v]! > 1 && !hasInner[v] && logProb[v]! <= minChild[v]!) {
-        flag[v] = 1;
-        merged = true;
-      }
+      const ok = childCount[v]! > 1 && !hasInner[v] && logProb[v]! <= minChild[v]!;
+      flag[v] = ok ? 1 : 0;
+      if (ok) this.fresh[merged++] = v;
     }
-    if (!merged) return false;
+    if (merged === 0) return false;
     for (let k = 0; k < n; k++) {
       const v = order[k]!;
       const p = par[v]!;
       if (p >= 0 && flag[p] === 1) alive[v] = 0;
     }
+    for (let i = 0; i < merged; i++) childCount[this.fresh[i]!] = 0;
+    this.nFresh = merged;
     this.compact();
     return true;
   }
@@ -374,10 +417,9 @@ class DynTree {
    * branch; clusters keyed by ℓ, a later leaf with the same ℓ replacing an earlier one.
    */
   finalClusters(): number {
-    this.countChildren();
     const { order, childCount, branch, logProb, flag } = this.ws;
     const n = this.n;
-    for (let id = 0; id < flag.length; id++) flag[id] = 0;
+    flag.fill(0);
     const byValue = new Map<number, number>();
     let nanCount = 0;
     for (let k = 0; k < n; k++) {

@@ -40,13 +40,19 @@ for (const name of goldenCases('06_')) {
     const limKey = Object.keys(m).find((k) => k.startsWith('aupro_'));
     assert.ok(limKey, 'aupro_<limit> in the manifest');
     const limit = Number(limKey.slice('aupro_'.length));
-    const pro = aupro(maps, masks, n, h, w, limit);
-    assert.ok(Math.abs(pro.aupro - m[limKey]) <= 1e-4, `AUPRO ${pro.aupro} vs ${m[limKey]}`);
     const ef = g.get(file, 'pro_curve_fpr');
     const ep = g.get(file, 'pro_curve_pro');
-    assert.equal(pro.points, ef.length, 'K (global ROC points with fpr ≤ limit)');
-    assertClose(pro.fpr, ef, { rtol: 0, atol: 1e-4, what: 'pro_curve_fpr' });
-    assertClose(pro.pro, ep, { rtol: 0, atol: 1e-4, what: 'pro_curve_pro' });
+    // both evaluation paths: the default sparse one and the float32 replay of the reference
+    const pro = aupro(maps, masks, n, h, w, limit);
+    for (const [path, r] of [
+      ['sparse', pro],
+      ['float32 replay', aupro(maps, masks, n, h, w, limit, { exact: true })],
+    ] as const) {
+      assert.ok(Math.abs(r.aupro - m[limKey]) <= 1e-4, `${path} AUPRO ${r.aupro} vs ${m[limKey]}`);
+      assert.equal(r.points, ef.length, `${path}: K (global ROC points with fpr ≤ limit)`);
+      assertClose(r.fpr, ef, { rtol: 0, atol: 1e-4, what: `${path} pro_curve_fpr` });
+      assertClose(r.pro, ep, { rtol: 0, atol: 1e-4, what: `${path} pro_curve_pro` });
+    }
 
     // mIoU at the manifest thresholds, per-image intersections and unions
     const thresholds = m.thresholds as number[];
