@@ -402,7 +402,7 @@ export function buildParser(args: string[]): Argv {
         c
           .option('cat', { alias: 'categories', type: 'string', requiresArg: true, array: true, describe: 'categories (default: every category with a run)' })
           .option('data', { type: 'string', requiresArg: true, describe: "dataset folder (default: the run's)" })
-          .option('hp', { alias: 'high-precision', type: 'boolean', default: false, describe: 'exact NFA tail probabilities (slower)' })
+          .option('hp', { alias: 'high-precision', type: 'boolean', default: false, describe: 'high-precision NFA for the segmentation and mIoU: the block (binomial-window) NFA with the exact continuous tail, as the original -hp; default: the tree NFA of the official evaluate.py' })
           .option('run', { type: 'string', requiresArg: true, describe: 'run id (default: the newest finished run of the category)' })
           .option('checkpoint', { type: 'string', requiresArg: true, choices: ['best', 'last'], default: 'best', describe: 'best: each metric from the checkpoint selected on it (as the official evaluate.py); last: the final one' })
           .option('json', { type: 'boolean', default: false, describe: 'print evaluation.json' }),
