@@ -14,8 +14,16 @@ mkdirSync(dist, { recursive: true });
 
 // Native or optional packages stay outside the bundles and are resolved at run time.
 const nodeExternal = ['sharp', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu', '@tensorflow/tfjs-backend-webgpu', 'playwright-core'];
-// ES-module bundles that contain CommonJS dependencies need `require`.
-const esmBanner = "import { createRequire as __uflowCreateRequire } from 'node:module'; const require = __uflowCreateRequire(import.meta.url);";
+// ES-module bundles that contain CommonJS dependencies need `require`, and the wasm backend's
+// Emscripten loader reads `__dirname` / `__filename` under Node.
+const esmBanner = [
+  "import { createRequire as __uflowCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __uflowFileURLToPath } from 'node:url';",
+  "import { dirname as __uflowDirname } from 'node:path';",
+  'const require = __uflowCreateRequire(import.meta.url);',
+  'const __filename = __uflowFileURLToPath(import.meta.url);',
+  'const __dirname = __uflowDirname(__filename);',
+].join(' ');
 
 const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'warning', absWorkingDir: root };
 const builds = [];

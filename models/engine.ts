@@ -5,8 +5,10 @@
  * earlier one was skipped.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+// Named imports, not bare side-effect imports: the backends register themselves on import, and
+// bundlers drop a bare import of a package that declares "sideEffects": false.
+import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
+import { setWasmPaths, version_wasm } from '@tensorflow/tfjs-backend-wasm';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -23,6 +25,12 @@ export interface EngineInfo {
   skipped: Array<{ backend: BackendName; why: string }>;
   device: string;
   tfjsVersion: string;
+  versions: Record<string, string>;
+}
+
+/** Versions of the engine's packages (for status / doctor). */
+export function engineVersions(): Record<string, string> {
+  return { tfjs: tf.version_core, 'tfjs-backend-cpu': version_cpu, 'tfjs-backend-wasm': version_wasm };
 }
 
 let current: EngineInfo | undefined;
@@ -75,7 +83,15 @@ async function tryNative(gpu: boolean): Promise<string> {
   return gpu ? 'CUDA GPU (TensorFlow native)' : 'CPU (TensorFlow native)';
 }
 
+/** On Linux Dawn needs the Vulkan loader; without it, it only prints a warning and finds nothing. */
+function vulkanLoaderPresent(): boolean {
+  if (process.platform !== 'linux') return true;
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'];
+  return dirs.some((d) => existsSync(join(d, 'libvulkan.so.1')));
+}
+
 async function tryWebgpu(): Promise<string> {
+  if (!vulkanLoaderPresent()) throw new Error('no Vulkan loader (libvulkan.so.1) on this machine, so no WebGPU adapter');
   let webgpu: { create: (a: string[]) => unknown; globals: Record<string, unknown> };
   try {
     webgpu = requireOptional('webgpu') as typeof webgpu;
@@ -145,6 +161,7 @@ export async function initEngine(opts: { backend?: string } = {}): Promise<Engin
         skipped,
         device,
         tfjsVersion: tf.version_core,
+        versions: engineVersions(),
       };
       return current;
     } catch (e) {
