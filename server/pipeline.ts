@@ -322,6 +322,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
   } catch (e) {
     const cancelled = opts.signal?.aborted && ((e as Error)?.name === 'AbortError' || /cancel/i.test((e as Error)?.message ?? ''));
     const msg = userMessage(e);
+    if (!cancelled && process.env.UFLOW_DEBUG) log(`training error: ${(e as Error)?.stack ?? msg}`);
     save({ state: cancelled ? 'cancelled' : 'failed', pid: undefined, error: cancelled ? undefined : msg });
     return run;
   } finally {
