@@ -14,6 +14,7 @@ import {
   IPCMessageReader,
   IPCMessageWriter,
   LanguageClient,
+  State,
   WorkDoneProgress,
   type InitializeParams,
   type LanguageClientOptions,
@@ -205,7 +206,18 @@ export class Daemon implements vscode.Disposable {
     if (expected) return;
     const old = this.client;
     this.client = undefined;
-    void old?.dispose(1000).catch(() => undefined);
+    // Let the old client see its connection close first (our error handler then keeps it quiet);
+    // disposing it now would make it report "Connection to server got closed" itself.
+    if (old) {
+      if (old.state === State.Stopped) void old.dispose(1000).catch(() => undefined);
+      else {
+        const sub = old.onDidChangeState((e) => {
+          if (e.newState !== State.Stopped) return;
+          sub.dispose();
+          void old.dispose(1000).catch(() => undefined);
+        });
+      }
+    }
     const now = Date.now();
     this.crashes.push(now);
     while (this.crashes.length && now - this.crashes[0]! > CRASH_WINDOW_MS) this.crashes.shift();

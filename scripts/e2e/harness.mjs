@@ -71,6 +71,7 @@ export const defaultUserSettings = {
   'chat.commandCenter.enabled': false,
   'workbench.colorTheme': 'Default Dark Modern',
   'git.enabled': false,
+  'explorer.compactFolders': false,
   'git.openRepositoryInParentFolders': 'never',
   'workbench.editor.enablePreview': false,
   'notifications.compact': false,

@@ -27,14 +27,17 @@ import {
 } from '../../scripts/e2e/harness.mjs';
 import { makeWorkspace, TINY_TRAIN_CONFIG } from '../vscode/workspace.mjs';
 import {
+  chooseMenuItem,
   closeAllEditors,
   contextMenuItem,
   daemonPid,
   dismissNotifications,
   expandPath,
+  expandTreeRow,
   explorerRow,
   runCommand,
   screenshot,
+  settled,
   statusItem,
   waitForWorkbench,
   webview,
@@ -69,13 +72,23 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     await waitForWorkbench(page);
   });
 
+  /** Runs a step; on failure saves a screenshot of the workbench as fail-<slug>.png. */
+  const shot = (name: string, fn: () => Promise<void>) => async () => {
+    try {
+      await fn();
+    } catch (e) {
+      if (page) await screenshot(page, `fail-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}`).catch(() => undefined);
+      throw e;
+    }
+  };
+
   after(async () => {
     await browser?.close().catch(() => undefined);
     await server?.stop().catch(() => undefined);
     if (root) cleanup(root);
   });
 
-  it('trains from the Explorer context menu with epochs advancing in the status bar', { timeout: 300_000 }, async () => {
+  it('trains from the Explorer context menu with epochs advancing in the status bar', { timeout: 300_000 }, shot('train', async () => {
     await screenshot(page, '01-workbench-ready');
     await expandPath(page, ['datasets']);
     // Record every text the status bar item shows (the tiny training is quick).
@@ -87,7 +100,7 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     }, 'uflow.uflow-vscode.uflow.status');
     const item = await contextMenuItem(page, 'demo_tile', 'Train U-Flow');
     await screenshot(page, '02-explorer-context-menu');
-    await item.click();
+    await chooseMenuItem(page, item);
     await statusItem(page).filter({ hasText: /U-Flow demo_tile · [1-9]\d*\/8/ }).waitFor({ timeout: 240_000 });
     await screenshot(page, '03-status-bar-training');
     await statusItem(page).filter({ hasText: /U-Flow demo_tile finished/ }).waitFor({ timeout: 240_000 });
@@ -100,9 +113,9 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     await wv.locator('#loss-chart').waitFor();
     await wv.locator('.summary[data-state="finished"]').waitFor();
     await screenshot(page, '04-training-view');
-  });
+  }));
 
-  it('evaluates from the palette and shows metrics and a gallery with heatmaps', { timeout: 300_000 }, async () => {
+  it('evaluates from the palette and shows metrics and a gallery with heatmaps', { timeout: 300_000 }, shot('evaluate', async () => {
     await closeAllEditors(page);
     await dismissNotifications(page);
     await runCommand(page, 'U-Flow: Evaluate');
@@ -129,13 +142,12 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     const scores = await cards.evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.score)));
     assert.deepEqual(scores, [...scores].sort((a, b) => b - a));
     await screenshot(page, '06-results-gallery');
-  });
+  }));
 
-  it('shows the heatmap overlay and the score when hovering an image in the U-Flow Image View', { timeout: 240_000 }, async () => {
+  it('shows the heatmap overlay and the score when hovering an image in the U-Flow Image View', { timeout: 240_000 }, shot('image-view', async () => {
     await closeAllEditors(page);
     await expandPath(page, ['demo_tile', 'test', 'scratch']);
-    const openWith = await contextMenuItem(page, '000.png', 'Open With...');
-    await openWith.click();
+    await chooseMenuItem(page, await contextMenuItem(page, '000.png', 'Open With...'));
     await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'U-Flow Image View' }).first().click();
     const wv = webview(page);
     await wv.locator('body[data-state="ready"]').waitFor({ timeout: 180_000 });
@@ -148,9 +160,9 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     assert.match(await wv.locator('#score').innerText(), /score \d+\.\d{3}/);
     assert.equal(await wv.locator('#overlay').evaluate((e) => getComputedStyle(e).opacity !== '0'), true, 'the heatmap overlay is visible');
     await screenshot(page, '07-image-view-hover');
-  });
+  }));
 
-  it('hovering an image path in a Markdown file shows the image beside its anomaly map', { timeout: 180_000 }, async () => {
+  it('hovering an image path in a Markdown file shows the image beside its anomaly map', { timeout: 180_000 }, shot('markdown-hover', async () => {
     await closeAllEditors(page);
     await explorerRow(page, 'notes.md').first().click();
     const token = page.locator('.monaco-editor .view-line span', { hasText: 'scratch/000.png' }).first();
@@ -162,18 +174,14 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     await hover.locator('img').nth(1).waitFor();
     assert.ok((await hover.locator('img').count()) >= 3, 'image, anomaly map and NFA segmentation');
     await screenshot(page, '08-markdown-path-hover');
-  });
+  }));
 
-  it('the Runs view lists the run; an image item shows its anomaly map on hover', { timeout: 180_000 }, async () => {
+  it('the Runs view lists the run; an image item shows its anomaly map on hover', { timeout: 180_000 }, shot('runs-view', async () => {
     await page.keyboard.press('Escape');
     await runCommand(page, 'U-Flow: Show Runs');
     const tree = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Runs/ }) });
-    const runRow = tree.locator('.monaco-list-row', { hasText: 'demo_tile · uflow' }).first();
-    await runRow.waitFor();
-    if ((await runRow.getAttribute('aria-expanded')) !== 'true') await runRow.click();
-    const images = tree.locator('.monaco-list-row', { hasText: 'Test images' }).first();
-    await images.waitFor();
-    if ((await images.getAttribute('aria-expanded')) !== 'true') await images.click();
+    await expandTreeRow(tree.locator('.monaco-list-row', { hasText: 'demo_tile · uflow' }).first());
+    await expandTreeRow(tree.locator('.monaco-list-row', { hasText: 'Test images' }).first());
     const imageRow = tree.locator('.monaco-list-row[aria-level="3"]').first();
     await imageRow.waitFor();
     await imageRow.hover();
@@ -181,29 +189,29 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     await tip.waitFor({ timeout: 60_000 });
     await tip.locator('img').first().waitFor();
     await screenshot(page, '09-runs-view-image-tooltip');
-  });
+  }));
 
-  it('notices a killed daemon mid-training, restarts it, says the run was interrupted and keeps its checkpoint', { timeout: 300_000 }, async () => {
+  it('notices a killed daemon mid-training, restarts it, says the run was interrupted and keeps its checkpoint', { timeout: 300_000 }, shot('daemon-crash', async () => {
     await page.goto(workbenchUrl(server, crashWs));
     await waitForWorkbench(page);
     await expandPath(page, ['datasets']);
-    const item = await contextMenuItem(page, 'demo_tile', 'Train U-Flow');
-    await item.click();
+    await chooseMenuItem(page, await contextMenuItem(page, 'demo_tile', 'Train U-Flow'));
     await statusItem(page).filter({ hasText: /U-Flow demo_tile · ([3-9]|\d\d+)\/500/ }).waitFor({ timeout: 240_000 });
     await screenshot(page, '10-long-training');
     const pid = daemonPid(crashWs);
     assert.ok(pid, 'found the daemon process of the workspace');
     process.kill(pid, 'SIGKILL');
     await statusItem(page).filter({ hasText: /U-Flow demo_tile interrupted at epoch \d+\/500/ }).waitFor({ timeout: 60_000 });
+    await settled(page.locator('.notification-toast', { hasText: 'daemon stopped while training' }).first());
     await screenshot(page, '11-daemon-killed-interrupted');
     await runCommand(page, 'U-Flow: Show Runs');
     const tree = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Runs/ }) });
     const runRow = tree.locator('.monaco-list-row', { hasText: 'interrupted' }).first();
     await runRow.waitFor({ timeout: 60_000 });
-    if ((await runRow.getAttribute('aria-expanded')) !== 'true') await runRow.click();
+    await expandTreeRow(runRow);
     await tree.locator('.monaco-list-row', { hasText: 'checkpoint.safetensors' }).first().waitFor();
     const newPid = daemonPid(crashWs);
     assert.ok(newPid && newPid !== pid, `a new daemon runs (${newPid})`);
     await screenshot(page, '12-interrupted-run-checkpoint');
-  });
+  }));
 });

@@ -63,6 +63,17 @@ export async function contextMenuItem(page: Page, rowName: string, item: string)
   return mi;
 }
 
+/**
+ * Activates a context menu item. The workbench ignores a mouse-up that comes right after the menu
+ * opened, so the item is focused by hovering and then chosen with Enter.
+ */
+export async function chooseMenuItem(page: Page, mi: Locator): Promise<void> {
+  await mi.hover();
+  await page.locator('.monaco-menu .action-item.focused').filter({ has: mi }).waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.context-view .monaco-menu').waitFor({ state: 'detached' });
+}
+
 export async function closeAllEditors(page: Page): Promise<void> {
   await runCommand(page, 'View: Close All Editors');
   await page.locator('.editor-group-container .tabs-container .tab').first().waitFor({ state: 'detached' }).catch(() => undefined);
@@ -95,4 +106,18 @@ export function daemonPid(workspace: string): number | undefined {
 
 export function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Expands a tree row by its twistie (a click on the row itself runs the item's command). */
+export async function expandTreeRow(row: Locator): Promise<void> {
+  await row.waitFor();
+  if ((await row.getAttribute('aria-expanded')) === 'true') return;
+  await row.locator('.monaco-tl-twistie').click();
+  await row.and(row.page().locator('[aria-expanded="true"]')).waitFor();
+}
+
+/** Waits until the element's CSS transitions and animations (e.g. a notification fading in) are done. */
+export async function settled(loc: Locator): Promise<void> {
+  await loc.waitFor();
+  await loc.evaluate((e) => Promise.all(e.getAnimations({ subtree: true }).map((a) => a.finished)).then(() => undefined));
 }
