@@ -8,6 +8,7 @@ import * as vscode from 'vscode';
 import type { Prediction } from '../server/protocol.js';
 import { errorMessage, isCancellation } from './daemon.js';
 import type { Predictions } from './predictions.js';
+import { hoverImages } from './png.js';
 import { exists, fileDataUri } from './runs.js';
 
 const EXT = '(?:png|jpe?g|bmp|tiff?)';
@@ -41,15 +42,19 @@ export async function resolveImagePath(text: string, document: vscode.Uri | unde
   return undefined;
 }
 
-export function predictionMarkdown(p: Prediction, original: string | undefined, height = 140): vscode.MarkdownString {
+export function predictionMarkdown(p: Prediction, original: string | undefined): vscode.MarkdownString {
   const md = new vscode.MarkdownString(undefined, true);
   md.supportHtml = true;
   md.appendMarkdown(
     `**U-Flow** anomaly score **${p.score.toFixed(3)}** · max −log NFA **${p.maxNegLogNfa.toFixed(2)}**${p.maxNegLogNfa > 0 ? ' · $(warning) anomalous (log NFA < 0)' : ' · $(pass) normal'}\n\n`,
   );
-  const img = (src: string, alt: string) => `<img src="${src}" height="${height}" alt="${alt}" title="${alt}">`;
-  const cells = [original ? img(original, 'image') : undefined, img(p.anomalyMapPng, 'anomaly map'), img(p.segmentationPng, 'NFA segmentation')].filter(Boolean);
-  md.appendMarkdown(`${cells.join('&nbsp;')}\n\n`);
+  md.appendMarkdown(
+    `${hoverImages([
+      { src: original, alt: 'image', optional: true },
+      { src: p.anomalyMapPng, alt: 'anomaly map' },
+      { src: p.segmentationPng, alt: 'NFA segmentation', optional: true },
+    ])}\n\n`,
+  );
   md.appendMarkdown(`<span>${original ? 'image · ' : ''}anomaly map · NFA segmentation (log NFA < 0) — run \`${p.runId}\`</span>`);
   return md;
 }
@@ -67,7 +72,7 @@ export class ImagePathHoverProvider implements vscode.HoverProvider {
     if (!path || token.isCancellationRequested) return undefined;
     const range = new vscode.Range(position.line, found.start, position.line, found.end);
     try {
-      const [p, original] = await Promise.all([this.predictions.predict(path, {}, token), fileDataUri(path, 4 * 1024 * 1024)]);
+      const [p, original] = await Promise.all([this.predictions.predict(path, {}, token), fileDataUri(path, 64 * 1024 * 1024)]);
       return new vscode.Hover(predictionMarkdown(p, original), range);
     } catch (e) {
       if (isCancellation(e) || token.isCancellationRequested) return undefined;

@@ -8,6 +8,7 @@ import * as vscode from 'vscode';
 import type { ImageResult, RunInfo } from '../server/protocol.js';
 import { errorMessage, type Daemon } from './daemon.js';
 import { predictionMarkdown } from './hover.js';
+import { hoverImages } from './png.js';
 import type { Predictions } from './predictions.js';
 import { exists, fileDataUri, listRuns, readEvaluation, runDescription, runLabel } from './runs.js';
 import { metricText } from './statusBar.js';
@@ -183,7 +184,7 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunsNode>, vsco
 
 /** The anomaly map of an evaluated image: the cached PNGs of the run, else uflow/predict. */
 export async function imageTooltip(run: RunInfo, image: ImageResult, predictions: Predictions, token?: vscode.CancellationToken): Promise<vscode.MarkdownString> {
-  const original = await fileDataUri(image.path, 4 * 1024 * 1024);
+  const original = await fileDataUri(image.path, 64 * 1024 * 1024);
   const abs = (rel: string) => (isAbsolute(rel) ? rel : join(run.dir, rel));
   if (image.maps) {
     const [anomaly, seg] = await Promise.all([fileDataUri(abs(image.maps.overlay ?? image.maps.anomaly)), fileDataUri(abs(image.maps.segmentation))]);
@@ -191,8 +192,13 @@ export async function imageTooltip(run: RunInfo, image: ImageResult, predictions
       const md = new vscode.MarkdownString(undefined, true);
       md.supportHtml = true;
       md.appendMarkdown(`**${basename(image.path)}** (${image.defect}) · score **${image.score.toFixed(3)}** · max −log NFA **${image.maxNegLogNfa.toFixed(2)}**\n\n`);
-      const img = (src: string, alt: string) => `<img src="${src}" height="140" alt="${alt}" title="${alt}">`;
-      md.appendMarkdown([original && img(original, 'image'), img(anomaly, 'anomaly map'), seg && img(seg, 'NFA segmentation')].filter(Boolean).join('&nbsp;'));
+      md.appendMarkdown(
+        hoverImages([
+          { src: original, alt: 'image', optional: true },
+          { src: anomaly, alt: 'anomaly map' },
+          { src: seg, alt: 'NFA segmentation', optional: true },
+        ]),
+      );
       md.appendMarkdown(`\n\n<span>image · anomaly map · NFA segmentation — run \`${run.runId}\`</span>`);
       return md;
     }

@@ -18,8 +18,9 @@ addStyles(`${baseCss}
   .bar { display: flex; gap: 16px; align-items: center; flex-wrap: wrap; padding: 8px 0; position: sticky; top: 0; background: var(--vscode-editor-background); z-index: 2; }
   .bar .name { font-weight: 600; }
   .num { font-variant-numeric: tabular-nums; }
-  #stage { position: relative; display: inline-block; max-width: 100%; line-height: 0; outline-offset: 2px; cursor: crosshair; }
-  #stage img, #stage canvas { max-width: 100%; height: auto; display: block; }
+  #stage { position: relative; display: inline-block; line-height: 0; outline-offset: 2px; cursor: crosshair; }
+  #stage img, #stage canvas { width: 100%; height: 100%; display: block; }
+  #stage.pixelated img, #stage.pixelated canvas { image-rendering: pixelated; }
   #stage .layer { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; transition: opacity .12s; }
   #overlay { opacity: 0; }
   #contour { opacity: 0; }
@@ -71,6 +72,21 @@ app.replaceChildren(
   stage,
 );
 stage.style.setProperty('--overlay-opacity', String(viewState.opacity));
+
+/** Fits the image to the editor: scaled down when large, up (at most 8×, crisp pixels) when small. */
+function fit(): void {
+  const w = natural.w || prediction?.width || 0;
+  const h = natural.h || prediction?.height || 0;
+  if (!w || !h) return;
+  const availW = Math.max(64, document.documentElement.clientWidth - 28);
+  const availH = Math.max(64, window.innerHeight - stage.getBoundingClientRect().top - window.scrollY - 12);
+  const scale = Math.min(availW / w, availH / h, 8);
+  stage.style.width = `${Math.round(w * scale)}px`;
+  stage.style.height = `${Math.round(h * scale)}px`;
+  stage.classList.toggle('pixelated', scale >= 2);
+  stage.dataset.scale = scale.toFixed(3);
+}
+window.addEventListener('resize', fit);
 
 function post(m: ImageFromWebview): void {
   vscode.postMessage(m);
@@ -219,6 +235,7 @@ window.addEventListener('message', async (ev: MessageEvent<ImageToWebview>) => {
       img.src = m.src;
       await img.decode().catch(() => undefined);
       natural = { w: img.naturalWidth, h: img.naturalHeight };
+      fit();
     }
     if (m.note) status.textContent = m.note;
   } else if (m.type === 'busy') {
@@ -239,7 +256,9 @@ window.addEventListener('message', async (ev: MessageEvent<ImageToWebview>) => {
       // The browser could not show the original (TIFF): show the heatmap as the base image.
       img.src = p.anomalyMapPng;
       await img.decode().catch(() => undefined);
+      natural = { w: img.naturalWidth, h: img.naturalHeight };
     }
+    fit();
     overlay.src = p.anomalyMapPng;
     await overlay.decode().catch(() => undefined);
     await drawContour(p.segmentationPng).catch(() => undefined);

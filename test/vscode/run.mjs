@@ -7,7 +7,7 @@
 // UFLOW_E2E=skip skips. Args: --no-build (reuse dist/), --grep <pattern>.
 import { runTests } from '@vscode/test-electron';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, missingPrerequisites, repoRoot, scratchDir, skipReason } from '../../scripts/e2e/harness.mjs';
 import { buildSuites } from './build.mjs';
@@ -31,6 +31,13 @@ const started = Date.now();
 if (!args.includes('--no-build')) {
   const b = spawnSync(process.execPath, ['esbuild.mjs'], { cwd: repoRoot, stdio: 'inherit' });
   if (b.status !== 0) process.exit(b.status ?? 1);
+}
+// Plain Node unit tests of extension modules that need no VS Code (fast, run first).
+const unitFiles = readdirSync(join(repoRoot, 'test', 'vscode', 'unit')).filter((f) => f.endsWith('.test.ts')).map((f) => join('test', 'vscode', 'unit', f));
+const unit = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...unitFiles], { cwd: repoRoot, stdio: 'inherit' });
+if (unit.status !== 0) {
+  console.error('test:vscode: unit tests failed');
+  process.exit(1);
 }
 const testsPath = await buildSuites();
 const scratch = scratchDir('vscode');
