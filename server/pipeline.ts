@@ -21,7 +21,7 @@ import type {
 import { ErrorCodes } from './protocol.js';
 import type { RunState } from './protocol.js';
 import * as tf from '@tensorflow/tfjs-core';
-import { cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, totalmem } from 'node:os';
 import { existsSync, mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { describeEngine, engineInfo, initEngine, type EngineInfo } from '../models/engine.js';
@@ -30,6 +30,8 @@ import { readSafetensors, writeSafetensors, TensorFileError, type TensorMap } fr
 import { createExtractor, backboneNeedsWeights, type FeatureExtractor } from '../models/backbones/index.js';
 import { createModel, loadModelFromCheckpoint, mapRangeOf, saveModelCheckpoint, type AnomalyModel } from '../models/model-factory.js';
 import { loadFeatures, type FeatureSet } from '../models/train/feature-cache.js';
+import { ParallelTrainer } from '../models/train/parallel.js';
+import { UFlowModel } from '../models/uflow-model.js';
 import { runTraining, type ValidationResult } from '../models/train/trainer.js';
 import { computeMaps, computeMetricSet, mapsOfLatents, type MapSet } from '../models/train/evaluate.js';
 import { generateDemoDataset } from '../models/data/demo-dataset.js';
@@ -266,6 +268,8 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
       model = createModel(run.model, cfg.model, extractor, { seed: cfg.trainer.seed });
     }
     disposables.push(model);
+    const parallel = await startWorkers(model, engine, log);
+    if (parallel) disposables.push({ dispose: () => void parallel.dispose() });
     const best: StoredRun['best'] = { ...run.best };
     const bestOf = (m: SelectionMetric) => (best as Record<string, number | undefined>)[m];
     const outcome = await runTraining(
@@ -284,6 +288,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
         patience: cfg.trainer.patience,
         earlyStopState: earlyStopStateOf(run.dir, startEpoch),
         signal: opts.signal,
+        step: parallel ? (f, adam) => parallel.step(f, adam) : undefined,
       },
       {
         onLog: log,
@@ -334,6 +339,26 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
+
+/**
+ * Worker threads for data-parallel steps (models/train/parallel.ts): the wasm and cpu backends use
+ * one core per thread, so with ≥ 2 cores two workers each take half of every batch (×2 measured in
+ * bench/train-step.bench.ts). UFLOW_TRAIN_WORKERS=N overrides (1: train on this thread). U-Flow only.
+ */
+async function startWorkers(model: AnomalyModel, engine: EngineInfo, log: (l: string) => void): Promise<ParallelTrainer | undefined> {
+  const env = process.env.UFLOW_TRAIN_WORKERS;
+  const auto = (engine.backend === 'wasm' || engine.backend === 'cpu') && availableParallelism() >= 2 ? 2 : 1;
+  const n = env !== undefined && /^\d+$/.test(env) ? Number(env) : auto;
+  if (n < 2 || !(model instanceof UFlowModel)) return undefined;
+  try {
+    const p = await ParallelTrainer.create(model, { workers: n, backend: engine.tfBackend });
+    log(`training on ${p.size} worker threads (${engine.backend}); set UFLOW_TRAIN_WORKERS=1 to use one`);
+    return p;
+  } catch (e) {
+    log(`worker threads unavailable (${(e as Error).message}); training on one thread`);
+    return undefined;
+  }
+}
 
 /** The message of an error for a person: ours as is, others with their kind. */
 function userMessage(e: unknown): string {

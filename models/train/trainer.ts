@@ -44,6 +44,11 @@ export interface TrainerOptions {
   /** Best pixel AUROC so far and validations since it improved (resume). */
   earlyStopState?: { best: number; bad: number };
   signal?: AbortSignal;
+  /**
+   * One optimisation step (default: trainStep on this thread). The pipeline passes a
+   * ParallelTrainer's step to spread each batch over worker threads.
+   */
+  step?: (features: readonly tf.Tensor4D[], optimizer: Adam) => number | Promise<number>;
 }
 
 export interface StepProgress {
@@ -180,7 +185,7 @@ export async function runTraining(opts: TrainerOptions, hooks: TrainerHooks = {}
         const batch = gatherBatch(features, idx);
         let loss: number;
         try {
-          loss = trainStep(model, batch, adam);
+          loss = opts.step ? await opts.step(batch, adam) : trainStep(model, batch, adam);
         } finally {
           tf.dispose(batch);
         }
