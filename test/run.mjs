@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Runs a test suite with node's test runner (TypeScript through tsx). Suites are folders of
-// *.test.ts files; `all` builds the bundles first (daemon and CLI tests run dist/).
+// Runs test suites. unit/golden/cli/daemon are folders of *.test.ts files run by node's test runner
+// (TypeScript through tsx); cli and daemon build dist/ first (they run the bundles). vscode and e2e
+// run in a real VS Code (code-server + Chromium) through their own runners (test/vscode/run.mjs,
+// test/e2e/run.mjs), which skip with a message when UFLOW_E2E=skip. `all` runs everything.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -13,12 +15,15 @@ const SUITES = {
   cli: ['test/cli'],
   daemon: ['test/daemon'],
 };
+const RUNNERS = { vscode: 'test/vscode/run.mjs', e2e: 'test/e2e/run.mjs' };
 const which = process.argv[2] ?? 'all';
-const names = which === 'all' ? Object.keys(SUITES) : which.split(',');
+const names = which === 'all' ? [...Object.keys(SUITES), ...Object.keys(RUNNERS)] : which.split(',');
+const runners = names.filter((n) => RUNNERS[n]);
 const files = [];
 for (const n of names) {
+  if (RUNNERS[n]) continue;
   if (!SUITES[n]) {
-    console.error(`unknown suite '${n}': choose from ${Object.keys(SUITES).join(', ')}, all`);
+    console.error(`unknown suite '${n}': choose from ${[...Object.keys(SUITES), ...Object.keys(RUNNERS)].join(', ')}, all`);
     process.exit(2);
   }
   for (const d of SUITES[n]) {
@@ -31,13 +36,22 @@ if (names.some((n) => n === 'cli' || n === 'daemon')) {
   const b = spawnSync(process.execPath, ['esbuild.mjs'], { cwd: root, stdio: 'inherit' });
   if (b.status !== 0) process.exit(b.status ?? 1);
 }
-if (files.length === 0) {
+if (files.length === 0 && runners.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...process.argv.slice(3), ...files], {
-  cwd: root,
-  stdio: 'inherit',
-  env: { ...process.env, UFLOW_TESTING: '1' },
-});
-process.exit(r.status ?? 1);
+let status = 0;
+if (files.length) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...process.argv.slice(3), ...files], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, UFLOW_TESTING: '1' },
+  });
+  status = r.status ?? 1;
+}
+for (const n of runners) {
+  console.log(`\n=== ${n} (${RUNNERS[n]}) ===`);
+  const r = spawnSync(process.execPath, [RUNNERS[n]], { cwd: root, stdio: 'inherit', env: { ...process.env, UFLOW_TESTING: '1' } });
+  if (r.status !== 0) status = r.status ?? 1;
+}
+process.exit(status);
