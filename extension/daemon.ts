@@ -14,7 +14,6 @@ import {
   IPCMessageReader,
   IPCMessageWriter,
   LanguageClient,
-  State,
   WorkDoneProgress,
   type InitializeParams,
   type LanguageClientOptions,
@@ -62,6 +61,8 @@ export class Daemon implements vscode.Disposable {
   private _status: StatusResult | undefined;
   private starting: Promise<void> | undefined;
   private generation = 0;
+  /** serverPath + backend the running daemon was started with. */
+  private startedWith: string | undefined;
 
   private readonly _onState = new vscode.EventEmitter<DaemonState>();
   readonly onDidChangeState = this._onState.event;
@@ -133,6 +134,7 @@ export class Daemon implements vscode.Disposable {
     const generation = ++this.generation;
     this.setState(this.crashes.length ? 'restarting' : 'starting');
     const script = this.serverPath();
+    this.startedWith = this.configKey();
     if (!existsSync(script)) {
       this.output.appendLine(`[extension] daemon not found at ${script}`);
       this.setState('failed');
@@ -184,8 +186,10 @@ export class Daemon implements vscode.Disposable {
     });
     try {
       await client.start();
-      await this.refreshStatus();
+      const status = await this.refreshStatus();
       if (generation !== this.generation) return;
+      // A daemon that died while starting can leave start() resolved: only an answer counts.
+      if (!status || this.client !== client || !this.child) throw new Error('the daemon did not answer uflow/status');
       this.setState('ready');
       this.output.appendLine(`[extension] daemon ready (pid ${this.child?.pid}, backend ${this._status?.engine.backend ?? '?'})`);
     } catch (e) {
@@ -204,20 +208,10 @@ export class Daemon implements vscode.Disposable {
     this.output.appendLine(`[extension] daemon exited (${signal ?? `code ${code}`})${expected ? '' : ' unexpectedly'}`);
     this._onExit.fire({ code, signal, expected });
     if (expected) return;
-    const old = this.client;
+    // The old client stops by itself once it sees its connection close (our error handler keeps
+    // it quiet and says not to restart): disposing it here would make it report the close itself,
+    // or fail to stop a client that never finished starting. A fresh client replaces it.
     this.client = undefined;
-    // Let the old client see its connection close first (our error handler then keeps it quiet);
-    // disposing it now would make it report "Connection to server got closed" itself.
-    if (old) {
-      if (old.state === State.Stopped) void old.dispose(1000).catch(() => undefined);
-      else {
-        const sub = old.onDidChangeState((e) => {
-          if (e.newState !== State.Stopped) return;
-          sub.dispose();
-          void old.dispose(1000).catch(() => undefined);
-        });
-      }
-    }
     const now = Date.now();
     this.crashes.push(now);
     while (this.crashes.length && now - this.crashes[0]! > CRASH_WINDOW_MS) this.crashes.shift();
@@ -245,7 +239,11 @@ export class Daemon implements vscode.Disposable {
     this.output.appendLine(`[extension] restarting the daemon in ${delay} ms`);
     clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => {
-      void this.start().catch((e) => this.output.appendLine(`[extension] restart failed: ${errorMessage(e)}`));
+      // A start still failing from the crash must settle first, or start() would just return it.
+      void (this.starting ?? Promise.resolve())
+        .catch(() => undefined)
+        .then(() => this.start())
+        .catch((e) => this.output.appendLine(`[extension] restart failed: ${errorMessage(e)}`));
     }, delay);
   }
 
@@ -271,6 +269,18 @@ export class Daemon implements vscode.Disposable {
       clearTimeout(t);
     }
     this.setState('stopped');
+  }
+
+  private configKey(): string {
+    return `${this.serverPath()}|${vscode.workspace.getConfiguration('uflow').get<string>('backend') ?? 'auto'}`;
+  }
+
+  /** After a settings change: restarts the daemon if its script or backend changed (or it had given up). */
+  async configurationChanged(): Promise<void> {
+    const key = this.configKey();
+    if (key === this.startedWith && this._state !== 'failed') return;
+    this.startedWith = key; // a second change event for the same edit must not restart again
+    await this.restart();
   }
 
   async restart(): Promise<void> {

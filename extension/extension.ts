@@ -83,7 +83,7 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
     ...registerCommands({ ...panelCtx, runsTree }),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('uflow.serverPath') || e.affectsConfiguration('uflow.backend')) {
-        void daemon.restart().catch((err) => output.appendLine(`[extension] restart failed: ${errorMessage(err)}`));
+        void daemon.configurationChanged().catch((err) => output.appendLine(`[extension] restart failed: ${errorMessage(err)}`));
       }
     }),
   );

@@ -2,8 +2,8 @@
  * Small PNG thumbnails for hover tooltips. VS Code renders at most 100,000 characters of a
  * MarkdownString, so the data-URI images of a hover must be small: maps and images are decoded
  * (PNG, 8/16-bit, any colour type, not interlaced), box-filtered down to a few hundred pixels at
- * most, and written back as 8-bit palette PNGs (a fixed 6×7×6 colour cube plus 4 greys), which
- * keeps a 128-px thumbnail to a few KB. Only node:zlib: the extension stays free of native modules.
+ * most, and written back as 8-bit palette PNGs (an adaptive 256-colour palette), which keeps a
+ * 160-px thumbnail to a few KB. Only node:zlib: the extension stays free of native modules.
  */
 import { deflateSync, inflateSync } from 'node:zlib';
 
@@ -156,35 +156,66 @@ export function downscale(img: RgbaImage, maxSide: number): RgbaImage {
   return { width: w, height: h, data: out };
 }
 
-const CUBE = { r: 6, g: 7, b: 6 };
-
-function buildPalette(): Buffer {
-  const p: number[] = [];
-  for (let r = 0; r < CUBE.r; r++) for (let g = 0; g < CUBE.g; g++) for (let b = 0; b < CUBE.b; b++) p.push(Math.round((r * 255) / (CUBE.r - 1)), Math.round((g * 255) / (CUBE.g - 1)), Math.round((b * 255) / (CUBE.b - 1)));
-  for (const v of [48, 96, 160, 208]) p.push(v, v, v);
-  return Buffer.from(p);
-}
-const PALETTE = buildPalette();
-const GREYS = [48, 96, 160, 208];
-
-function paletteIndex(r: number, g: number, b: number): number {
-  const ri = Math.round((r * (CUBE.r - 1)) / 255);
-  const gi = Math.round((g * (CUBE.g - 1)) / 255);
-  const bi = Math.round((b * (CUBE.b - 1)) / 255);
-  let best = (ri * CUBE.g + gi) * CUBE.b + bi;
-  // A grey pixel is closer to one of the extra greys more often than to the cube.
-  if (Math.abs(r - g) < 12 && Math.abs(g - b) < 12) {
-    const cube = [PALETTE[best * 3]!, PALETTE[best * 3 + 1]!, PALETTE[best * 3 + 2]!];
-    let err = Math.abs(cube[0]! - r) + Math.abs(cube[1]! - g) + Math.abs(cube[2]! - b);
-    GREYS.forEach((v, k) => {
-      const e = Math.abs(v - r) + Math.abs(v - g) + Math.abs(v - b);
-      if (e < err) {
-        err = e;
-        best = CUBE.r * CUBE.g * CUBE.b + k;
-      }
-    });
+/**
+ * An adaptive palette of at most 256 colours (popularity of 5-bit-per-channel bins, each bin's
+ * mean colour), and the pixels' indices into it (nearest colour, cached per bin).
+ */
+function quantize(img: RgbaImage): { palette: Buffer; indices: Uint8Array } {
+  const { width, height, data } = img;
+  const n = width * height;
+  const count = new Uint32Array(32768);
+  const sum = new Float64Array(32768 * 3);
+  const bins = new Uint16Array(n);
+  for (let p = 0; p < n; p++) {
+    const a = data[p * 4 + 3]! / 255;
+    const r = data[p * 4]! * a;
+    const g = data[p * 4 + 1]! * a;
+    const b = data[p * 4 + 2]! * a;
+    const bin = ((r >> 3) << 10) | ((g >> 3) << 5) | (b >> 3);
+    bins[p] = bin;
+    count[bin]!++;
+    sum[bin * 3] += r;
+    sum[bin * 3 + 1] += g;
+    sum[bin * 3 + 2] += b;
   }
-  return best;
+  const used: number[] = [];
+  for (let i = 0; i < 32768; i++) if (count[i]) used.push(i);
+  used.sort((x, y) => count[y]! - count[x]!);
+  const chosen = used.slice(0, 256);
+  const palette = Buffer.alloc(chosen.length * 3);
+  chosen.forEach((bin, k) => {
+    palette[k * 3] = Math.round(sum[bin * 3]! / count[bin]!);
+    palette[k * 3 + 1] = Math.round(sum[bin * 3 + 1]! / count[bin]!);
+    palette[k * 3 + 2] = Math.round(sum[bin * 3 + 2]! / count[bin]!);
+  });
+  const lut = new Int16Array(32768).fill(-1);
+  chosen.forEach((bin, k) => (lut[bin] = k));
+  const indices = new Uint8Array(n);
+  for (let p = 0; p < n; p++) {
+    const bin = bins[p]!;
+    let k = lut[bin]!;
+    if (k < 0) {
+      const r = sum[bin * 3]! / count[bin]!;
+      const g = sum[bin * 3 + 1]! / count[bin]!;
+      const b = sum[bin * 3 + 2]! / count[bin]!;
+      let best = 0;
+      let bestD = Infinity;
+      for (let j = 0; j < chosen.length; j++) {
+        const dr = palette[j * 3]! - r;
+        const dg = palette[j * 3 + 1]! - g;
+        const db = palette[j * 3 + 2]! - b;
+        const d = 2 * dr * dr + 4 * dg * dg + 3 * db * db;
+        if (d < bestD) {
+          bestD = d;
+          best = j;
+        }
+      }
+      k = best;
+      lut[bin] = k;
+    }
+    indices[p] = k;
+  }
+  return { palette, indices };
 }
 
 const CRC_TABLE = (() => {
@@ -212,24 +243,21 @@ function chunk(type: string, data: Buffer): Buffer {
   return Buffer.concat([len, t, data, crc]);
 }
 
-/** An 8-bit palette PNG (alpha flattened onto black). */
+/** An 8-bit palette PNG with an adaptive palette (alpha flattened onto black). */
 export function encodePalettePng(img: RgbaImage): Buffer {
-  const { width, height, data } = img;
+  const { width, height } = img;
+  const { palette, indices } = quantize(img);
   const raw = Buffer.alloc(height * (width + 1));
   for (let y = 0; y < height; y++) {
     raw[y * (width + 1)] = 0;
-    for (let x = 0; x < width; x++) {
-      const i = (y * width + x) * 4;
-      const a = data[i + 3]! / 255;
-      raw[y * (width + 1) + 1 + x] = paletteIndex(data[i]! * a, data[i + 1]! * a, data[i + 2]! * a);
-    }
+    raw.set(indices.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
   }
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8;
   ihdr[9] = 3;
-  return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('PLTE', PALETTE), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('PLTE', palette), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
 }
 
 /** Bytes of a data URI (base64 only). */

@@ -12,7 +12,7 @@ interface ViewState {
   opacity?: number;
 }
 const vscode = vscodeApi<ViewState>();
-const viewState: ViewState = { pinned: false, opacity: 0.55, ...(vscode.getState() ?? {}) };
+const viewState: ViewState = { pinned: false, opacity: 0.85, ...(vscode.getState() ?? {}) };
 addStyles(`${baseCss}
   body { padding: 0 12px 12px; }
   .bar { display: flex; gap: 16px; align-items: center; flex-wrap: wrap; padding: 8px 0; position: sticky; top: 0; background: var(--vscode-editor-background); z-index: 2; }
@@ -24,7 +24,7 @@ addStyles(`${baseCss}
   #stage .layer { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; transition: opacity .12s; }
   #overlay { opacity: 0; }
   #contour { opacity: 0; }
-  #stage.show #overlay { opacity: var(--overlay-opacity, .55); }
+  #stage.show #overlay { opacity: var(--overlay-opacity, .85); }
   #stage.show #contour { opacity: 1; }
   #probe { position: absolute; pointer-events: none; padding: 3px 6px; line-height: 1.3; font-size: 12px; border-radius: 3px; white-space: nowrap;
            background: var(--vscode-editorHoverWidget-background); color: var(--vscode-editorHoverWidget-foreground); border: 1px solid var(--vscode-editorHoverWidget-border); display: none; z-index: 3; }
@@ -85,6 +85,7 @@ function fit(): void {
   stage.style.height = `${Math.round(h * scale)}px`;
   stage.classList.toggle('pixelated', scale >= 2);
   stage.dataset.scale = scale.toFixed(3);
+  drawContour();
 }
 window.addEventListener('resize', fit);
 
@@ -172,30 +173,46 @@ function probeAt(fx: number, fy: number, px: number, py: number): void {
   stage.dataset.probe = JSON.stringify({ x, y, anomaly: a, negLogNfa: nl });
 }
 
-/** Draws the boundary of the segmentation mask (white pixels of the PNG) onto the contour canvas. */
-async function drawContour(src: string): Promise<void> {
-  const im = new Image();
-  im.src = src;
-  await im.decode();
-  const w = im.naturalWidth;
-  const h = im.naturalHeight;
-  const off = document.createElement('canvas');
-  off.width = w;
-  off.height = h;
-  const octx = off.getContext('2d', { willReadFrequently: true })!;
-  octx.drawImage(im, 0, 0);
-  const data = octx.getImageData(0, 0, w, h).data;
-  const on = (x: number, y: number) => x >= 0 && y >= 0 && x < w && y < h && data[(y * w + x) * 4]! > 127;
+/**
+ * Draws the boundary of the NFA segmentation (log NFA < 0, i.e. −log NFA > 0) at the displayed
+ * size, from the raw −log NFA map (bilinear between its cells, so the line is smooth and thin even
+ * when a small image is magnified).
+ */
+function drawContour(): void {
+  const p = prediction;
+  const map = p?.negLogNfaMap;
+  if (!p || !map || map.length !== p.mapSize * p.mapSize) return;
+  const n = p.mapSize;
+  const w = Math.max(1, Math.round(stage.clientWidth || p.width));
+  const h = Math.max(1, Math.round(stage.clientHeight || p.height));
+  const inside = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) {
+    const fy = Math.min(n - 1, Math.max(0, ((y + 0.5) * n) / h - 0.5));
+    const y0 = Math.floor(fy);
+    const y1 = Math.min(n - 1, y0 + 1);
+    const ty = fy - y0;
+    for (let x = 0; x < w; x++) {
+      const fx = Math.min(n - 1, Math.max(0, ((x + 0.5) * n) / w - 0.5));
+      const x0 = Math.floor(fx);
+      const x1 = Math.min(n - 1, x0 + 1);
+      const tx = fx - x0;
+      const v =
+        (1 - ty) * ((1 - tx) * map[y0 * n + x0]! + tx * map[y0 * n + x1]!) + ty * ((1 - tx) * map[y1 * n + x0]! + tx * map[y1 * n + x1]!);
+      inside[y * w + x] = v > 0 ? 1 : 0;
+    }
+  }
+  const on = (x: number, y: number) => x >= 0 && y >= 0 && x < w && y < h && inside[y * w + x] === 1;
   contour.width = w;
   contour.height = h;
   const ctx = contour.getContext('2d')!;
   const out = ctx.createImageData(w, h);
   const colour = parseColour(themeColor('charts-yellow', '#ffd700'));
-  const thick = Math.max(1, Math.round(Math.max(w, h) / 300));
+  const thick = Math.max(2, Math.round(Math.max(w, h) / 300));
   let edges = 0;
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       if (!on(x, y)) continue;
+      // Boundary: a neighbour outside the region or the image (a region touching the border is closed there).
       if (on(x - 1, y) && on(x + 1, y) && on(x, y - 1) && on(x, y + 1)) continue;
       edges++;
       for (let dy = -thick + 1; dy < thick; dy++) {
@@ -261,7 +278,7 @@ window.addEventListener('message', async (ev: MessageEvent<ImageToWebview>) => {
     fit();
     overlay.src = p.anomalyMapPng;
     await overlay.decode().catch(() => undefined);
-    await drawContour(p.segmentationPng).catch(() => undefined);
+    drawContour();
     scoreEl.textContent = `score ${p.score.toFixed(3)}`;
     nfaEl.textContent = `max −log NFA ${p.maxNegLogNfa.toFixed(2)}${p.maxNegLogNfa > 0 ? ' · anomalous' : ' · normal'}`;
     status.textContent = `Hover the image to see the anomaly map and the NFA segmentation (log NFA < 0). Run ${p.runId}.`;

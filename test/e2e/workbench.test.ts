@@ -159,6 +159,9 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     assert.match(probe, /anomaly \d+\.\d{3} · −log NFA -?\d+\.\d{2}/);
     assert.match(await wv.locator('#score').innerText(), /score \d+\.\d{3}/);
     assert.equal(await wv.locator('#overlay').evaluate((e) => getComputedStyle(e).opacity !== '0'), true, 'the heatmap overlay is visible');
+    if (/anomalous/.test(await wv.locator('#max-nfa').innerText())) {
+      assert.ok(Number(await wv.locator('#contour').getAttribute('data-edges')) > 0, 'the NFA segmentation contour is drawn');
+    }
     await screenshot(page, '07-image-view-hover');
   }));
 
@@ -169,7 +172,7 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     await token.waitFor();
     const box = (await token.boundingBox())!;
     await page.mouse.move(box.x + box.width - 20, box.y + box.height / 2);
-    const hover = page.locator('.monaco-hover', { hasText: 'anomaly score' }).first();
+    const hover = page.locator('.monaco-hover:visible', { hasText: 'anomaly score' }).first();
     await hover.waitFor({ timeout: 120_000 });
     await hover.locator('img').nth(1).waitFor();
     assert.ok((await hover.locator('img').count()) >= 3, 'image, anomaly map and NFA segmentation');
@@ -185,7 +188,7 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     const imageRow = tree.locator('.monaco-list-row[aria-level="3"]').first();
     await imageRow.waitFor();
     await imageRow.hover();
-    const tip = page.locator('.monaco-hover', { hasText: 'score' }).first();
+    const tip = page.locator('.monaco-hover:visible', { hasText: 'score' }).first();
     await tip.waitFor({ timeout: 60_000 });
     await tip.locator('img').first().waitFor();
     await screenshot(page, '09-runs-view-image-tooltip');

@@ -85,4 +85,28 @@ describe('train and evaluate the demo dataset by command', function () {
     assert.match(p.panel.webview.html, /Content-Security-Policy/);
     assert.match(p.panel.webview.html, /script-src 'nonce-/);
   });
+
+  it('cancels a running training by command; the run ends cancelled', async () => {
+    const a = await api();
+    let result: TrainResult | undefined;
+    await waitForEvent(
+      a.daemon.onTrainingUpdate,
+      (u) => !!result && u.runId === result.jobs[0]!.runId && u.phase === 'train' && u.epoch >= 1,
+      'the long training to run',
+      240_000,
+      async () => {
+        result = await vscode.commands.executeCommand<TrainResult>('uflow.train', vscode.Uri.file(demoCategory()), undefined, {
+          quiet: true,
+          config: { trainer: { epochs: 500, validate_every: 0 } },
+        });
+      },
+    );
+    const ended = await waitForEvent<JobEnded>(a.daemon.onJobEnded, (e) => e.jobId === result!.jobs[0]!.jobId, 'the cancelled job', 120_000, async () => {
+      // One training runs: the command cancels it without asking.
+      assert.equal(await vscode.commands.executeCommand<boolean>('uflow.cancelTraining'), true);
+    });
+    assert.equal(ended.state, 'cancelled');
+    await until(() => a.tracker.get(ended.runId ?? result!.jobs[0]!.runId)?.state === 'cancelled', [a.tracker.onDidChange as vscode.Event<unknown>], 'the tracker to see the cancel');
+    assert.match(a.statusBar.item.text, /cancelled|U-Flow: /);
+  });
 });
