@@ -258,16 +258,20 @@ export function registerPanelSerializers(ctx: PanelContext): vscode.Disposable[]
     }),
     vscode.window.registerWebviewPanelSerializer(RESULTS_VIEW_TYPE, {
       async deserializeWebviewPanel(panel: vscode.WebviewPanel, state: ResultsState | undefined) {
+        const log = (m: string) => ctx.daemon.output.appendLine(`[extension] restoring results ${state?.runId ?? '(no run)'}: ${m}`);
         try {
           const run = state?.runId ? await findRun(ctx.daemon, state.runId) : undefined;
           const evaluation = run ? await readEvaluation(run) : undefined;
           if (!run || !evaluation) {
+            log(run ? 'its evaluation.json is gone' : 'the run is no longer in this workspace');
             panel.dispose();
             return;
           }
           const p = new ResultsPanel(ctx, panel, run);
           await p.setEvaluation(evaluation);
-        } catch {
+          log('done');
+        } catch (e) {
+          log(errorMessage(e));
           panel.dispose();
         }
       },

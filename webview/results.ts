@@ -344,17 +344,11 @@ window.addEventListener('scroll', () => {
 window.addEventListener('message', (ev: MessageEvent<ResultsToWebview>) => {
   const m = ev.data;
   if (m.type === 'evaluation') {
-    const sameRun = evaluation?.runId === m.evaluation.runId;
     evaluation = m.evaluation;
     run = m.run;
-    if (!sameRun) {
-      images.clear();
-      requested.clear();
-    } else {
-      // Maps may have changed: ask again for what is shown.
-      images.clear();
-      requested.clear();
-    }
+    // New or re-computed maps: ask again for the images shown.
+    images.clear();
+    requested.clear();
     if (state.runId && state.runId !== m.evaluation.runId) {
       state.defect = 'all';
       state.outcome = 'all';

@@ -214,12 +214,17 @@ window.addEventListener('message', (ev: MessageEvent<TrainingToWebview>) => {
     renderPicker();
     render(true);
   } else if (m.type === 'update') {
-    const isNew = !runs.has(m.run.runId);
+    const before = runs.get(m.run.runId);
+    const isNew = !before;
+    const stateChanged = before?.state !== m.run.state;
     runs.delete(m.run.runId);
     runs.set(m.run.runId, m.run);
-    // Follow a new training unless the user picked another run on purpose.
-    if (isNew && (!selected || runs.get(selected)?.state !== 'running')) selected = m.run.runId;
-    if (isNew) renderPicker();
+    // Follow a new training unless the user is watching another one that still runs.
+    if (isNew && (!selected || runs.get(selected)?.state !== 'running')) {
+      selected = m.run.runId;
+      vscode.setState({ selected });
+    }
+    if (isNew || stateChanged) renderPicker();
     if (m.run.runId === selected) render(isNew);
   }
 });

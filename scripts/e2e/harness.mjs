@@ -66,7 +66,6 @@ export const defaultUserSettings = {
   'update.mode': 'none',
   'editor.hover.delay': 150,
   'workbench.hover.delay': 150,
-  'window.restoreWindows': 'none',
   'files.watcherExclude': { '**/.uflow/**': true, '**/node_modules/**': true },
   'chat.commandCenter.enabled': false,
   'workbench.colorTheme': 'Default Dark Modern',

@@ -68,6 +68,10 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     server = await startCodeServer({ entry, dirs });
     browser = await launchChromium({ profileRoot: join(root, 'chromium') });
     page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    if (process.env.UFLOW_E2E_VERBOSE) {
+      page.on('console', (m) => process.stderr.write(`[browser:${m.type()}] ${m.text().slice(0, 500)}\n`));
+      page.on('pageerror', (e) => process.stderr.write(`[browser:pageerror] ${e.message}\n`));
+    }
     await page.goto(workbenchUrl(server, ws));
     await waitForWorkbench(page);
   });
@@ -142,6 +146,34 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     const scores = await cards.evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.score)));
     assert.deepEqual(scores, [...scores].sort((a, b) => b - a));
     await screenshot(page, '06-results-gallery');
+  }));
+
+  it('the Results view keeps its filter when hidden and after its webview reloads', { timeout: 240_000 }, shot('results-state', async () => {
+    const wv = webview(page);
+    await wv.locator('#defect').click();
+    await wv.locator('#defect vscode-option[value="hole"]').click();
+    await wv.locator('#gallery .card[data-path*="/hole/"]').first().waitFor();
+    assert.equal(await wv.locator('#gallery .card').count(), 1, 'only the hole image');
+    // Hidden behind another editor, then shown again.
+    await explorerRow(page, 'notes.md').first().click();
+    await page.locator('.tab', { hasText: 'notes.md' }).waitFor();
+    await page.locator('.tab', { hasText: 'U-Flow Results' }).click();
+    await webview(page).locator('#gallery .card').first().waitFor();
+    assert.equal(await webview(page).locator('#gallery .card').count(), 1, 'filter kept while hidden');
+    // Reloading the webview (its document starts again; the panel is not retained) restores the
+    // filter from the webview state (getState) and the data from the extension ('ready' again).
+    await webview(page).locator('body').evaluate((b) => (b.dataset.before = 'reload'));
+    await runCommand(page, 'Developer: Reload Webviews');
+    const after = webview(page);
+    await after.locator('body:not([data-before])').waitFor();
+    await after.locator('#gallery .card').first().waitFor({ timeout: 120_000 });
+    await after.locator('#gallery .card img.img-heatmap').first().waitFor();
+    assert.equal(await after.locator('#gallery .card').count(), 1, 'filter restored after reload');
+    assert.equal(await after.locator('#defect').evaluate((e) => (e as HTMLElement & { value: string }).value), 'hole');
+    await screenshot(page, '06b-results-filter-after-webview-reload');
+    // Back to every image for the next steps.
+    await after.locator('#defect').click();
+    await after.locator('#defect vscode-option[value="all"]').click();
   }));
 
   it('shows the heatmap overlay and the score when hovering an image in the U-Flow Image View', { timeout: 240_000 }, shot('image-view', async () => {

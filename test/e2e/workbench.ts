@@ -76,7 +76,7 @@ export async function chooseMenuItem(page: Page, mi: Locator): Promise<void> {
 
 export async function closeAllEditors(page: Page): Promise<void> {
   await runCommand(page, 'View: Close All Editors');
-  await page.locator('.editor-group-container .tabs-container .tab').first().waitFor({ state: 'detached' }).catch(() => undefined);
+  await page.locator('.editor-group-container .tabs-container .tab').first().waitFor({ state: 'detached', timeout: 10_000 });
 }
 
 /** The content of the one visible webview (editor webviews: iframe.webview.ready > iframe#active-frame). */
