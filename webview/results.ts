@@ -12,10 +12,10 @@ import {
   baseCss,
   basename,
   Chart,
-  chartDefaults,
   chartPalette,
   el,
   fmt,
+  registerCharts,
   registerToolkit,
   vscodeApi,
   type GalleryImages,
@@ -25,6 +25,7 @@ import {
 } from './shared.js';
 
 registerToolkit();
+registerCharts();
 const vscode = vscodeApi<ResultsState>();
 addStyles(`${baseCss}
   .meta { color: var(--vscode-descriptionForeground); margin: 0 0 8px; }
@@ -50,7 +51,6 @@ addStyles(`${baseCss}
   .outcome-false-alarm { color: var(--vscode-charts-orange); }
   .tag { display: inline-block; padding: 0 6px; border-radius: 8px; background: var(--vscode-badge-background); color: var(--vscode-badge-foreground); font-size: 0.85em; }
 `);
-chartDefaults();
 
 type Outcome = 'correct' | 'missed' | 'false-alarm';
 const state: ResultsState = { sort: 'score-desc', defect: 'all', outcome: 'all', threshold: 0, ...(vscode.getState() ?? {}) };

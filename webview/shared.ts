@@ -203,7 +203,15 @@ export function registerToolkit(): void {
     vsCodeTag(),
     vsCodeTextField(),
   );
+}
+
+let chartsRegistered = false;
+/** Chart.js components of the curves (only the views with charts call it, so the image view's bundle has no Chart.js). */
+export function registerCharts(): void {
+  if (chartsRegistered) return;
+  chartsRegistered = true;
   Chart.register(LineController, ScatterController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip, Filler);
+  chartDefaults();
 }
 
 export { Chart };

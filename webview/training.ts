@@ -7,10 +7,10 @@ import {
   addStyles,
   baseCss,
   Chart,
-  chartDefaults,
   chartPalette,
   el,
   fmt,
+  registerCharts,
   registerToolkit,
   vscodeApi,
   type TrainingFromWebview,
@@ -20,6 +20,7 @@ import {
 } from './shared.js';
 
 registerToolkit();
+registerCharts();
 const vscode = vscodeApi<TrainingState>();
 addStyles(`${baseCss}
   .summary { display: grid; grid-template-columns: repeat(auto-fit, minmax(130px, 1fr)); gap: 8px 16px; margin: 12px 0; }
@@ -33,7 +34,6 @@ addStyles(`${baseCss}
   .state-failed, .state-interrupted { color: var(--vscode-errorForeground); }
   #message { min-height: 1.4em; }
 `);
-chartDefaults();
 
 const runs = new Map<string, TrainingRunView>();
 let selected: string | undefined = vscode.getState()?.selected;

@@ -19,8 +19,8 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   return path;
 }
 
-/** Waits for the workbench and for the extension's status bar item to show `text`. */
-export async function waitForWorkbench(page: Page, text: RegExp = /U-Flow: \w/, timeout = 90_000): Promise<void> {
+/** Waits for the workbench and for the extension's status bar item to show `text` (default: the daemon's backend, i.e. ready). */
+export async function waitForWorkbench(page: Page, text: RegExp = /U-Flow: (?!starting|restarting|stopped)\w/, timeout = 90_000): Promise<void> {
   await page.locator('.monaco-workbench').waitFor({ timeout });
   await statusItem(page).filter({ hasText: text }).waitFor({ timeout });
 }
