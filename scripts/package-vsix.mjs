@@ -6,7 +6,8 @@
 //     dependencies and the prebuilt @img/* binaries installed here, vendored as dist/node_modules/,
 //     which Node's resolution from dist/server.js finds first.
 // The package is assembled in a staging folder (.cache/vsix-stage) so dist/ itself is not changed.
-// Args: --out <file.vsix> (default: ./uflow-vscode-<version>.vsix), --no-build.
+// Args: --out <file.vsix> (default: ./uflow-vscode-<version>.vsix), --target <vsce target> (default:
+// this platform, e.g. linux-x64), --no-build.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -87,7 +88,11 @@ writeFileSync(join(stage, 'package.json'), JSON.stringify(staged, null, 2) + '\n
 // vsce
 
 const vsce = join(root, 'node_modules', '@vscode', 'vsce', 'vsce');
-run(process.execPath, [vsce, 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '--allow-star-activation', '--out', out], stage);
+// The vendored sharp binaries are for this platform: the package says so (VS Code then offers it
+// only there). --target overrides (e.g. alpine-x64 on musl).
+const ti = args.indexOf('--target');
+const target = ti >= 0 ? args[ti + 1] : `${process.platform}-${process.arch}`;
+run(process.execPath, [vsce, 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '--allow-star-activation', '--target', target, '--out', out], stage);
 if (!process.env.UFLOW_KEEP_STAGE) rmSync(stage, { recursive: true, force: true });
 const mb = (statSync(out).size / 1024 / 1024).toFixed(1);
 console.log(`package: ${out} (${mb} MB) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
