@@ -105,7 +105,7 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     const item = await contextMenuItem(page, 'demo_tile', 'Train U-Flow');
     // The daemon lists 'fastflow' in its models: the FastFlow entry is there too.
     await page.getByRole('menuitem', { name: 'Train FastFlow', exact: true }).waitFor();
-    await settled(page.locator('.context-view').first());
+    await settled(page.locator('.monaco-menu-container:visible').first());
     await screenshot(page, '02-explorer-context-menu');
     await chooseMenuItem(page, item);
     await statusItem(page).filter({ hasText: /U-Flow demo_tile · [1-9]\d*\/8/ }).waitFor({ timeout: 240_000 });
