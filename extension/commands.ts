@@ -136,6 +136,37 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     );
   };
 
+  /** Continues an interrupted or cancelled run from its last checkpoint. */
+  const resume = async (arg?: unknown): Promise<TrainResult | undefined> => {
+    const runId = runIdOf(arg);
+    const resumable = (r: RunInfo) => (r.state === 'interrupted' || r.state === 'cancelled' || r.state === 'failed') && r.epochsDone > 0;
+    const run = runId
+      ? (await listRuns(daemon)).find((r) => r.runId === runId)
+      : await pickRun(daemon, { title: 'Resume which run?', filter: resumable, empty: 'No interrupted or cancelled U-Flow run to resume.' });
+    if (!run) return undefined;
+    const params: TrainParams = {
+      datasetPath: run.datasetPath,
+      category: run.category,
+      model: run.model,
+      resumeRunId: run.runId,
+      workspace: vscode.workspace.getWorkspaceFolder(vscode.Uri.file(run.dir))?.uri.fsPath,
+    };
+    const result = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `U-Flow: resuming ${run.category} from epoch ${run.epochsDone}`, cancellable: true },
+      (_p, token) => daemon.request<TrainResult>(Methods.train, params, token),
+    );
+    for (const j of result.jobs) {
+      ctx.tracker.update({
+        runId: j.runId, jobId: j.jobId, category: j.category, model: run.model, phase: 'features', epoch: run.epochsDone,
+        epochs: run.config.trainer.epochs, step: 0, steps: 0, message: 'resuming',
+      });
+    }
+    ctx.tracker.clearInterrupted();
+    void daemon.refreshStatus();
+    ctx.runsTree.refresh();
+    return result;
+  };
+
   const evaluate = async (arg?: unknown, opts: { show?: boolean; highPrecision?: boolean } = {}): Promise<Evaluation | undefined> => {
     const runId = runIdOf(arg);
     const run = runId
@@ -272,6 +303,7 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
   return [
     reg('uflow.train', (uri?: vscode.Uri, all?: vscode.Uri[], opts?: TrainOptions) => train('uflow', uri, all, opts)),
     reg('uflow.trainFastflow', (uri?: vscode.Uri, all?: vscode.Uri[], opts?: TrainOptions) => train('fastflow', uri, all, opts)),
+    reg('uflow.resumeTraining', resume),
     reg('uflow.evaluate', evaluate),
     reg('uflow.predictImage', predictImage),
     reg('uflow.openResults', openResults),

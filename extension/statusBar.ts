@@ -83,20 +83,11 @@ export class StatusBar implements vscode.Disposable {
       item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
       const tip = new vscode.MarkdownString(undefined, true);
       tip.appendMarkdown(
-        `**U-Flow**: the daemon stopped while training \`${r.category}\`${at}. It was restarted; the run \`${r.runId}\` keeps its last checkpoint and is listed under Runs (resume it or evaluate it from there).\n\nClick to show the runs.`,
+        `**U-Flow**: the daemon stopped while training \`${r.category}\`${at}. It was restarted; the run \`${r.runId}\` keeps its last checkpoint and is listed under Runs: resume it (U-Flow: Resume Training) or evaluate it from there.\n\nClick to show the runs.`,
       );
       item.tooltip = tip;
       item.command = { command: 'uflow.showRuns', title: 'Show Runs', arguments: [r.runId] };
       item.accessibilityInformation = { label: `U-Flow ${r.category} interrupted${at}` };
-      return;
-    }
-    if (this.finished && this.finished.until > Date.now()) {
-      const r = this.finished.run;
-      const icon = r.state === 'finished' ? '$(check)' : r.state === 'cancelled' ? '$(circle-slash)' : '$(error)';
-      item.text = `${icon} U-Flow ${r.category} ${r.state}`;
-      item.tooltip = r.message ?? `Training of ${r.category} ${r.state}. Click to open the Training view.`;
-      item.command = { command: 'uflow.showTraining', title: 'Show Training', arguments: [r.runId] };
-      item.accessibilityInformation = { label: `U-Flow ${r.category} ${r.state}` };
       return;
     }
     const state = this.daemon.state;
@@ -107,6 +98,14 @@ export class StatusBar implements vscode.Disposable {
     } else if (state === 'failed' || state === 'stopped') {
       this.idle('$(error) U-Flow: stopped', 'The U-Flow daemon is not running. Click to restart it.', 'uflow.restartDaemon');
       if (state === 'failed') item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
+    } else if (this.finished && this.finished.until > Date.now()) {
+      // A training just ended (for a little while, then the backend again).
+      const r = this.finished.run;
+      const icon = r.state === 'finished' ? '$(check)' : r.state === 'cancelled' ? '$(circle-slash)' : '$(error)';
+      item.text = `${icon} U-Flow ${r.category} ${r.state}`;
+      item.tooltip = r.message ?? `Training of ${r.category} ${r.state}. Click to open the Training view.`;
+      item.command = { command: 'uflow.showTraining', title: 'Show Training', arguments: [r.runId] };
+      item.accessibilityInformation = { label: `U-Flow ${r.category} ${r.state}` };
     } else {
       const s = this.daemon.status;
       item.text = `$(pulse) U-Flow: ${s?.engine.backend ?? '…'}`;

@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import * as vscode from 'vscode';
-import type { TrainingUpdate, TrainResult } from '../../../server/protocol.js';
+import type { JobEnded, TrainingUpdate, TrainResult } from '../../../server/protocol.js';
 import { api, demoCategory, waitForEvent } from './util.js';
 
 describe('daemon killed mid-training', function () {
@@ -53,5 +53,24 @@ describe('daemon killed mid-training', function () {
     // Showing the runs acknowledges the notice.
     await vscode.commands.executeCommand('uflow.showRuns');
     assert.doesNotMatch(a.statusBar.item.text, /interrupted/);
+
+    // Resume continues from the checkpoint (not from epoch 1); then cancel it.
+    const done = node.run.epochsDone;
+    let resumed: TrainResult | undefined;
+    const next = await waitForEvent<TrainingUpdate>(
+      a.daemon.onTrainingUpdate,
+      (u) => u.runId === runId && u.phase === 'train' && u.epoch > done,
+      'the resumed training',
+      240_000,
+      async () => {
+        resumed = await vscode.commands.executeCommand<TrainResult>('uflow.resumeTraining', runId);
+        assert.equal(resumed?.jobs[0]?.runId, runId, 'the same run continues');
+      },
+    );
+    assert.equal(next.epoch, done + 1, `resumed at epoch ${next.epoch} after ${done} done`);
+    const ended = await waitForEvent<JobEnded>(a.daemon.onJobEnded, (e) => e.jobId === resumed!.jobs[0]!.jobId, 'the cancel', 120_000, () =>
+      vscode.commands.executeCommand('uflow.cancelTraining', resumed!.jobs[0]!.jobId),
+    );
+    assert.equal(ended.state, 'cancelled');
   });
 });

@@ -32,6 +32,6 @@ describe('daemon that keeps crashing', function () {
     }
     for (const s of subs) s.dispose();
     assert.equal(a.daemon.state, 'ready', `states: ${states.join(' → ')}`);
-    assert.match(a.statusBar.item.text, /U-Flow: \w/);
+    assert.doesNotMatch(a.statusBar.item.text, /U-Flow: (stopped|restarting|starting)/);
   });
 });
