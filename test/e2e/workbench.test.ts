@@ -211,6 +211,7 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     await hover.waitFor({ timeout: 120_000 });
     await hover.locator('img').nth(1).waitFor();
     assert.ok((await hover.locator('img').count()) >= 3, 'image, anomaly map and NFA segmentation');
+    await settled(hover);
     await screenshot(page, '08-markdown-path-hover');
   }));
 
@@ -226,6 +227,7 @@ describe('U-Flow in VS Code (code-server + Chromium)', { skip: skip ?? (!existsS
     const tip = page.locator('.monaco-hover:visible', { hasText: 'score' }).first();
     await tip.waitFor({ timeout: 60_000 });
     await tip.locator('img').first().waitFor();
+    await settled(tip);
     await screenshot(page, '09-runs-view-image-tooltip');
   }));
 
