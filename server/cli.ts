@@ -9,13 +9,12 @@
 import yargs, { type Argv } from 'yargs';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Evaluation, MetricSet, ModelKind, RunInfo, TrainingUpdate } from './protocol.js';
+import type { Evaluation, ModelKind, RunInfo, TrainingUpdate } from './protocol.js';
 import {
   evaluate,
   listRuns,
   markInterrupted,
   PipelineError,
-  Predictor,
   train,
   doctor,
   runDemo,

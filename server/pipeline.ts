@@ -18,13 +18,12 @@ import type {
   TrainerConfig,
   TrainingUpdate,
 } from './protocol.js';
-import { ErrorCodes } from './protocol.js';
 import type { RunState } from './protocol.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { existsSync, mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { describeEngine, engineInfo, initEngine, type EngineInfo } from '../models/engine.js';
+import { describeEngine, engineInfo, engineVersions, initEngine, type EngineInfo } from '../models/engine.js';
 import { atomicWriteFile, atomicWriteJson } from '../models/io/atomic.js';
 import { readSafetensors, writeSafetensors, TensorFileError, type TensorMap } from '../models/io/safetensors.js';
 import { createExtractor, backboneNeedsWeights, type FeatureExtractor } from '../models/backbones/index.js';
@@ -61,6 +60,7 @@ import {
   newestFinishedRun,
   newestUsableRun,
   newRunId,
+  PipelineError,
   readMetrics,
   readRun,
   RUN_FILES,
@@ -71,31 +71,10 @@ import {
   type StoredRun,
 } from './runs.js';
 
-import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
-import { version_wasm } from '@tensorflow/tfjs-backend-wasm';
-import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
 const PRODUCT_VERSION = '0.1.0';
-
-// Bundling adapters (models/engine.ts is shared; these make it work inside the ES-module bundles):
-// - the cpu backend registers itself as a side effect that esbuild drops ("sideEffects" in its
-//   package.json) unless one of its exports is used: versions() uses version_cpu;
-// - the wasm backend's Emscripten loader reads `__dirname` under Node, which ES modules lack.
-{
-  const g = globalThis as { __dirname?: string };
-  if (g.__dirname === undefined && import.meta.url.startsWith('file:')) g.__dirname = dirname(fileURLToPath(import.meta.url));
-}
-
-import { PipelineError } from './runs.js';
 
 export { PipelineError, type PipelineErrorCode } from './runs.js';
 export { listRuns, readRun, newestFinishedRun, newestUsableRun, markInterrupted, runDir, runsRoot } from './runs.js';
-
-/** The JSON-RPC error code for a PipelineError ('Usage' answers InvalidParams, -32602). */
-export function rpcErrorCode(e: PipelineError): number {
-  return e.code === 'Usage' ? -32602 : ErrorCodes[e.code];
-}
 
 // ---------------------------------------------------------------------------------------------
 // Training
@@ -917,7 +896,7 @@ export interface DoctorReport {
 }
 
 export function versions(): Record<string, string> {
-  return { uflow: PRODUCT_VERSION, node: process.versions.node, tfjs: tf.version_core, 'tfjs-backend-cpu': version_cpu, 'tfjs-backend-wasm': version_wasm, platform: `${process.platform}-${process.arch}` };
+  return { uflow: PRODUCT_VERSION, node: process.versions.node, ...engineVersions(), platform: `${process.platform}-${process.arch}` };
 }
 
 export async function doctor(opts: { backend?: string } = {}): Promise<DoctorReport> {
