@@ -90,7 +90,8 @@ table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;pad
     if (ev.curves.pixelRoc.length) parts.push(svgCurve(ev.curves.pixelRoc, 'pixel ROC', 'FPR', 'TPR'));
     if (ev.curves.pro.length) parts.push(svgCurve(ev.curves.pro, 'PRO (FPR ≤ 0.3)', 'FPR', 'PRO', 0.3));
     parts.push('</div><h3>Test images by score (heatmap overlay · −log NFA · segmentation at log NFA = 0 · ground truth)</h3><div class="gallery">');
-    const imgs = [...ev.images].sort((a, b) => b.score - a.score).slice(0, opts.galleryLimit ?? 48);
+    // By score; ties (a saturated map: 1 − P = 1) by the NFA evidence.
+    const imgs = [...ev.images].sort((a, b) => b.score - a.score || b.maxNegLogNfa - a.maxNegLogNfa).slice(0, opts.galleryLimit ?? 48);
     for (const im of imgs) {
       const cells: string[] = [];
       for (const rel of [im.maps?.overlay ?? im.maps?.anomaly, im.maps?.nfa, im.maps?.segmentation]) {
