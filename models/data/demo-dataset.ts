@@ -20,6 +20,7 @@ import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:
 import { dirname, join, resolve } from 'node:path';
 import { atomicWriteFile, atomicWriteJson } from '../io/atomic.js';
 import { encodePng } from './images.js';
+import { mulberry32 } from '../flows/rng.js';
 
 export type DemoDefect = 'scratch' | 'stain' | 'hole';
 export const DEMO_DEFECTS: readonly DemoDefect[] = ['hole', 'scratch', 'stain'];
@@ -61,17 +62,6 @@ function fnv1a(s: string): number {
   return h >>> 0;
 }
 
-/** mulberry32: small, fast, good enough for textures. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A hash of integer lattice coordinates to [0, 1). */
 function lattice(ix: number, iy: number, seed: number): number {
@@ -123,7 +113,7 @@ export interface DemoSample {
 
 /** Fabric texture as floats in [0, 1], RGB interleaved. */
 function renderFabric(size: number, seed: number): Float32Array {
-  const rnd = prng(seed);
+  const rnd = mulberry32(seed);
   const s = size / 128; // texture scale follows the image size
   const period = 8 * s * (0.97 + 0.06 * rnd());
   const angle = ((rnd() - 0.5) * 4 * Math.PI) / 180; // ±2°
@@ -178,7 +168,7 @@ function distToSegment(px: number, py: number, ax: number, ay: number, bx: numbe
 
 /** Applies one defect in place (inside the returned mask only). */
 function applyDefect(img: Float32Array, size: number, kind: DemoDefect, seed: number): Uint8Array {
-  const rnd = prng(seed);
+  const rnd = mulberry32(seed);
   const s = size / 128;
   const mask = new Uint8Array(size * size);
   const margin = 14 * s;
