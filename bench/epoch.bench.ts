@@ -10,7 +10,10 @@
  * on a GPU (with MS-CaiT features).
  *
  *   node --import tsx bench/epoch.bench.ts [--images 60] [--batch 8] [--epochs 3] [--warmup 1]
- *        [--channels 8,16,32] [--input 256] [--flow-steps 4] [--backend wasm]
+ *        [--channels 8,16,32] [--input 256] [--flow-steps 4] [--backend wasm] [--workers 2]
+ *
+ * `--workers N` (N ≥ 2) also times the epochs on N worker threads (models/train/parallel.ts), as
+ * `uflow train` does on wasm with two or more cores.
  */
 import { spawnSync } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
@@ -22,6 +25,7 @@ import { UFlowModel } from '../models/uflow-model.js';
 import { mulberry32 } from '../models/flows/rng.js';
 import { runTraining } from '../models/train/trainer.js';
 import type { FeatureSet } from '../models/train/feature-cache.js';
+import { ParallelTrainer } from '../models/train/parallel.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -36,6 +40,7 @@ const channels = arg('channels', '8,16,32').split(',').map(Number);
 const inputSize = Number(arg('input', '256'));
 const flowSteps = Number(arg('flow-steps', '4'));
 const backend = arg('backend', 'wasm');
+const workers = Number(arg('workers', '1'));
 const scaleFactors = [4, 8, 16].slice(0, channels.length);
 const sizes = scaleFactors.map((f) => inputSize / f);
 
@@ -45,9 +50,8 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function benchTfjs(): Promise<{ seconds: number; cpuSeconds: number; losses: number[] }> {
-  const engine = await initEngine({ backend });
-  console.log(`engine: ${engine.backend} on ${engine.device}`);
+async function benchTfjs(nWorkers: number): Promise<{ seconds: number; cpuSeconds: number; losses: number[] }> {
+  await initEngine({ backend });
   const model = new UFlowModel({ backbone: 'bench', inputSize, channels, scaleFactors, flowSteps, layerNorm: true, seed: 0 });
   const rng = mulberry32(1);
   const levels = sizes.map((s, i) => {
@@ -56,13 +60,14 @@ async function benchTfjs(): Promise<{ seconds: number; cpuSeconds: number; losse
     return tf.tensor4d(d, [images, s, s, channels[i]!]);
   });
   const features: FeatureSet = { paths: Array.from({ length: images }, (_, i) => `img${i}`), levels, computed: 0, dispose: () => tf.dispose(levels) };
+  const parallel = nWorkers > 1 ? await ParallelTrainer.create(model, { workers: nWorkers, backend }) : undefined;
   const times: number[] = [];
   const cpu: number[] = [];
   const losses: number[] = [];
   let c0 = process.cpuUsage();
   let t0 = performance.now();
   await runTraining(
-    { model, features, epochs: warmup + epochs, batchSize: batch, learningRate: 1e-4, weightDecay: 1e-5, seed: 0 },
+    { model, features, epochs: warmup + epochs, batchSize: batch, learningRate: 1e-4, weightDecay: 1e-5, seed: 0, step: parallel ? (f, a) => parallel.step(f, a) : undefined },
     {
       onEpochEnd: (r) => {
         const c = process.cpuUsage(c0);
@@ -76,6 +81,7 @@ async function benchTfjs(): Promise<{ seconds: number; cpuSeconds: number; losse
       },
     },
   );
+  await parallel?.dispose();
   features.dispose();
   model.dispose();
   return { seconds: median(times), cpuSeconds: median(cpu), losses };
@@ -94,11 +100,17 @@ function reference(): { seconds: number; cpuSeconds: number; version: string; th
 
 console.log(`U-Flow epoch on cached features: ${images} images, batch ${batch}, features ${channels.map((c, i) => `${c}@${sizes[i]}²`).join(', ')}, ${flowSteps} flow steps, LayerNorm; median of ${epochs} epochs after ${warmup} warm-up`);
 console.log(`load average before: ${loadavg()[0]!.toFixed(1)} on ${availableParallelism()} cores (wall times grow when other processes share the cores; CPU times do not)`);
-const mine = await benchTfjs();
-console.log(`tfjs ${backend}: ${mine.seconds.toFixed(2)} s/epoch wall (${(images / mine.seconds).toFixed(1)} images/s), ${mine.cpuSeconds.toFixed(2)} s CPU/epoch  loss ${mine.losses[0]!.toFixed(0)} → ${mine.losses.at(-1)!.toFixed(0)}`);
+const mine = await benchTfjs(1);
+console.log(`tfjs ${backend}, one thread: ${mine.seconds.toFixed(2)} s/epoch wall (${(images / mine.seconds).toFixed(1)} images/s), ${mine.cpuSeconds.toFixed(2)} s CPU/epoch  loss ${mine.losses[0]!.toFixed(0)} → ${mine.losses.at(-1)!.toFixed(0)}`);
+let par: Awaited<ReturnType<typeof benchTfjs>> | undefined;
+if (workers > 1) {
+  par = await benchTfjs(workers);
+  console.log(`tfjs ${backend}, ${workers} worker threads: ${par.seconds.toFixed(2)} s/epoch wall (${(images / par.seconds).toFixed(1)} images/s), ${par.cpuSeconds.toFixed(2)} s CPU/epoch (all threads)  loss ${par.losses[0]!.toFixed(0)} → ${par.losses.at(-1)!.toFixed(0)}`);
+}
 const ref = reference();
 if (typeof ref === 'string') console.log(ref);
 else {
   console.log(`PyTorch ${ref.version} CPU (${ref.threads} threads): ${ref.seconds.toFixed(2)} s/epoch wall (${(images / ref.seconds).toFixed(1)} images/s), ${ref.cpuSeconds.toFixed(2)} s CPU/epoch`);
-  console.log(`ratio tfjs / PyTorch: ${(mine.seconds / ref.seconds).toFixed(2)}× wall, ${(mine.cpuSeconds / ref.cpuSeconds).toFixed(2)}× CPU time`);
+  console.log(`ratio tfjs one thread / PyTorch: ${(mine.seconds / ref.seconds).toFixed(2)}× wall, ${(mine.cpuSeconds / ref.cpuSeconds).toFixed(2)}× CPU time`);
+  if (par) console.log(`ratio tfjs ${workers} workers / PyTorch: ${(par.seconds / ref.seconds).toFixed(2)}× wall`);
 }
