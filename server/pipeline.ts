@@ -32,7 +32,7 @@ import { loadFeatures, type FeatureSet } from '../models/train/feature-cache.js'
 import { ParallelTrainer } from '../models/train/parallel.js';
 import { UFlowModel } from '../models/uflow-model.js';
 import { runTraining, type ValidationResult } from '../models/train/trainer.js';
-import { computeMaps, computeMetricSet, mapsOfLatents, type MapSet } from '../models/train/evaluate.js';
+import { computeMaps, computeMetricSet, mapsOfLatents, sameMaps, type MapSet } from '../models/train/evaluate.js';
 import { generateDemoDataset } from '../models/data/demo-dataset.js';
 import { writeHtmlReport } from './report.js';
 import { DatasetError, datasetFingerprint, detectLayout, listSplit, type SplitItem } from '../models/data/dataset.js';
@@ -287,7 +287,6 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
                 saveModelCheckpoint(join(run.dir, RUN_FILES.best(m)), model, { ...meta, metric: m, value: String(v) });
               }
             }
-            if (r.metrics.image_auroc !== undefined && (best.image_auroc === undefined || r.metrics.image_auroc > best.image_auroc)) best.image_auroc = r.metrics.image_auroc;
             if (improved.includes('pixel_auroc')) best.epoch = r.epoch;
           }
           appendMetrics(run.dir, { epoch: r.epoch, loss: r.loss, lr: r.lr, seconds: r.seconds, imagesPerSecond: r.imagesPerSecond, metrics: r.metrics, time: new Date().toISOString() });
@@ -501,7 +500,7 @@ async function loadValidationData(
 async function validateModel(model: AnomalyModel, v: ValidationData, epoch: number, signal?: AbortSignal): Promise<ValidationResult> {
   void epoch;
   const maps = await computeMaps(model, v.features.levels, { targetSize: v.targetSize, nfa: 'tree', signal });
-  const m = computeMetricSet(v.items, v.masks, maps, maps, maps, { curves: false }).overall;
+  const m = computeMetricSet(v.items, v.masks, sameMaps(maps), { curves: false }).overall;
   const r: ValidationResult = {};
   for (const k of ['image_auroc', 'pixel_auroc', 'aupro', 'miou'] as const) if (m[k] !== null) r[k] = m[k]!;
   return r;
@@ -625,7 +624,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
       }
       const aurocMaps = mapsOf.get('pixel_auroc')!;
       const nfaMaps = mapsOf.get('miou')!;
-      const result = computeMetricSet(items, data.masks, aurocMaps, mapsOf.get('aupro')!, nfaMaps, { curves: true, perDefect: true });
+      const result = computeMetricSet(items, data.masks, { image: mapsOf.get('image_auroc')!, pixel: aurocMaps, pro: mapsOf.get('aupro')!, nfa: nfaMaps }, { curves: true, perDefect: true });
       const images: ImageResult[] = [];
       const writeMaps = opts.writeMaps !== false;
       for (let i = 0; i < items.length; i++) {
@@ -635,7 +634,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
           path: it.path,
           defect: it.defect,
           label: it.label,
-          score: aurocMaps.scores[i]!,
+          score: mapsOf.get('image_auroc')!.scores[i]!,
           maxNegLogNfa: nfaMaps.maxNegLogNfa[i]!,
           detectedPixels: result.perImage[i]!.detectedPixels,
           iou: result.perImage[i]!.iou,

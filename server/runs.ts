@@ -4,6 +4,7 @@
  *   run.json                      RunInfo (+ the owning pid/host while it runs)
  *   checkpoint.safetensors        the last complete epoch (reference PyTorch state_dict names)
  *   best-<metric>.safetensors     the epoch best on pixel_auroc / aupro / miou (official models/auc|pro|miou)
+ *                                 and on image_auroc
  *   train-state.safetensors       optimizer moments of the last complete epoch (for --resume)
  *   metrics.jsonl                 one JSON line per epoch
  *   evaluation.json, maps/        the last evaluation and its PNG maps
@@ -35,7 +36,8 @@ export class PipelineError extends Error {
 /** run.json as stored: RunInfo plus who is running it. */
 export type StoredRun = RunInfo & { pid?: number; host?: string };
 
-export const METRIC_NAMES = ['pixel_auroc', 'aupro', 'miou'] as const;
+/** Metrics a checkpoint is selected on (official models/auc|pro|miou, plus image AUROC). */
+export const METRIC_NAMES = ['pixel_auroc', 'aupro', 'miou', 'image_auroc'] as const;
 export type SelectionMetric = (typeof METRIC_NAMES)[number];
 
 export const RUN_FILES = {

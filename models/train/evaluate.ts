@@ -185,11 +185,30 @@ export interface MetricOptions {
   perDefect?: boolean;
 }
 
+/** The maps each metric is computed from (they may come from different checkpoints). */
+export interface MetricMaps {
+  /** image AUROC (its `scores`) */
+  image: MapSet;
+  /** pixel AUROC */
+  pixel: MapSet;
+  /** AUPRO */
+  pro: MapSet;
+  /** mIoU (needs `negLogNfa`) */
+  nfa: MapSet;
+}
+
+/** One map set for every metric. */
+export function sameMaps(maps: MapSet): MetricMaps {
+  return { image: maps, pixel: maps, pro: maps, nfa: maps };
+}
+
 /**
- * Metrics of a set of images. The maps may come from different checkpoints, as the official
- * evaluation does: `auroc` (image and pixel AUROC), `pro` (AUPRO) and `nfa` (mIoU).
+ * Metrics of a set of images. As the official evaluation, each metric may use the checkpoint
+ * selected on it during training (`maps`).
  */
-export function computeMetricSet(items: readonly EvalItem[], masks: readonly Uint8Array[], auroc: MapSet, pro: MapSet, nfa: MapSet, opts: MetricOptions = {}): MetricsResult {
+export function computeMetricSet(items: readonly EvalItem[], masks: readonly Uint8Array[], maps: MetricMaps, opts: MetricOptions = {}): MetricsResult {
+  const { image, pixel, pro, nfa } = maps;
+  const T = pixel.targetSize;
   const perImage = items.map((_, i) => {
     const m = nfa.negLogNfa?.[i];
     if (!m) return { iou: NaN, detectedPixels: 0 };
@@ -198,7 +217,7 @@ export function computeMetricSet(items: readonly EvalItem[], masks: readonly Uin
   });
   const subset = (idx: number[], curves: boolean) => {
     const labels = idx.map((i) => items[i]!.label);
-    const scores = idx.map((i) => auroc.scores[i]!);
+    const scores = idx.map((i) => image.scores[i]!);
     const pixMask = concat(masks, idx) as Uint8Array;
     const m: Metrics = { image_auroc: null, pixel_auroc: null, aupro: null, miou: null, images: idx.length };
     const c: MetricsResult['curves'] = { roc: [], pro: [], pixelRoc: [] };
@@ -210,13 +229,13 @@ export function computeMetricSet(items: readonly EvalItem[], masks: readonly Uin
       } else m.image_auroc = rocAuc(scores, labels);
     }
     if (hasBoth(pixMask)) {
-      const pix = concat(auroc.anomaly, idx) as Float32Array;
+      const pix = concat(pixel.anomaly, idx) as Float32Array;
       if (curves) {
         const r = rocCurve(pix, pixMask);
         m.pixel_auroc = r.auc;
         c.pixelRoc = points(r.fpr, r.tpr);
       } else m.pixel_auroc = rocAuc(pix, pixMask);
-      const pr = aupro(concat(pro.anomaly, idx) as Float32Array, pixMask, idx.length, auroc.targetSize, auroc.targetSize);
+      const pr = aupro(concat(pro.anomaly, idx) as Float32Array, pixMask, idx.length, T, T);
       m.aupro = Number.isFinite(pr.aupro) ? pr.aupro : null;
       if (curves) {
         const d = downsampleCurve(pr.fpr, pr.pro);

@@ -23,7 +23,7 @@ test('train detects the planted defects (validation in the run)', async () => {
   runId = m![1]!;
   assert.match(runId, /^demo_tile-uflow-\d{8}-\d{6}-[0-9a-f]{4}$/);
   const dir = join(trainDir, 'runs', runId);
-  for (const f of ['run.json', 'checkpoint.safetensors', 'train-state.safetensors', 'metrics.jsonl', 'config.yaml', 'best-pixel_auroc.safetensors', 'best-aupro.safetensors', 'best-miou.safetensors']) {
+  for (const f of ['run.json', 'checkpoint.safetensors', 'train-state.safetensors', 'metrics.jsonl', 'config.yaml', 'best-pixel_auroc.safetensors', 'best-aupro.safetensors', 'best-miou.safetensors', 'best-image_auroc.safetensors']) {
     assert.ok(existsSync(join(dir, f)), `${f} missing`);
   }
   const run = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8'));
