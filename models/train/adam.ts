@@ -68,6 +68,11 @@ export class Adam {
     });
   }
 
+  /** The first ('m') or second ('v') moment of a parameter, by its tfjs variable name (saving and restoring for resume). */
+  moment(kind: 'm' | 'v', variableName: string): tf.Variable | undefined {
+    return (kind === 'm' ? this.m : this.v).get(variableName);
+  }
+
   dispose(): void {
     for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
     this.m.clear();

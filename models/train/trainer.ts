@@ -95,14 +95,6 @@ export function epochBatches(n: number, batchSize: number, seed: number, epoch: 
   return out;
 }
 
-// Adam's moments live in private fields of models/train/adam.ts (owned by the flows module): this
-// adapter reads and restores them for --resume, without changing the optimizer's numerics.
-interface AdamInternals {
-  m: Map<string, tf.Variable>;
-  v: Map<string, tf.Variable>;
-  stepCount: number;
-}
-
 type NamedVars = ReadonlyArray<{ name: string; variable: tf.Variable }>;
 
 /**
@@ -111,27 +103,25 @@ type NamedVars = ReadonlyArray<{ name: string; variable: tf.Variable }>;
  * process, the reference names do not.
  */
 export function optimizerState(adam: Adam, params: NamedVars): TensorMap {
-  const a = adam as unknown as AdamInternals;
   const tensors: TensorMap = new Map();
-  for (const [kind, map] of [['m', a.m], ['v', a.v]] as const) {
+  for (const kind of ['m', 'v'] as const) {
     for (const { name, variable } of params) {
-      const v = map.get(variable.name);
+      const v = adam.moment(kind, variable.name);
       if (v) tensors.set(`${kind}.${name}`, { dtype: 'F32', shape: [...v.shape], data: v.dataSync() as Float32Array });
     }
   }
-  tensors.set('__step__', { dtype: 'F64', shape: [1], data: Float64Array.of(a.stepCount) });
+  tensors.set('__step__', { dtype: 'F64', shape: [1], data: Float64Array.of(adam.stepCount) });
   return tensors;
 }
 
 /** Restores what optimizerState saved; returns false (and keeps fresh moments) when it does not match these parameters. */
 export function restoreOptimizerState(adam: Adam, params: NamedVars, tensors: TensorMap): boolean {
-  const a = adam as unknown as AdamInternals;
   const step = Number(tensors.get('__step__')?.data[0] ?? NaN);
   if (!Number.isFinite(step)) return false;
   const pairs: Array<[tf.Variable, Float32Array]> = [];
-  for (const [kind, map] of [['m', a.m], ['v', a.v]] as const) {
+  for (const kind of ['m', 'v'] as const) {
     for (const { name, variable } of params) {
-      const v = map.get(variable.name);
+      const v = adam.moment(kind, variable.name);
       const t = tensors.get(`${kind}.${name}`);
       if (!v || !t || t.shape.join() !== v.shape.join() || !(t.data instanceof Float32Array)) return false;
       pairs.push([v, t.data]);
@@ -140,7 +130,7 @@ export function restoreOptimizerState(adam: Adam, params: NamedVars, tensors: Te
   tf.tidy(() => {
     for (const [v, d] of pairs) v.assign(tf.tensor(d, v.shape));
   });
-  a.stepCount = step;
+  adam.stepCount = step;
   return true;
 }
 
