@@ -30,7 +30,6 @@ import { createExtractor, backboneNeedsWeights, type FeatureExtractor } from '..
 import { createModel, loadModelFromCheckpoint, mapRangeOf, saveModelCheckpoint, type AnomalyModel } from '../models/model-factory.js';
 import { loadFeatures, type FeatureSet } from '../models/train/feature-cache.js';
 import { ParallelTrainer } from '../models/train/parallel.js';
-import { UFlowModel } from '../models/uflow-model.js';
 import { runTraining, type ValidationResult } from '../models/train/trainer.js';
 import { computeMaps, computeMetricSet, mapsOfLatents, sameMaps, type MapSet } from '../models/train/evaluate.js';
 import { generateDemoDataset } from '../models/data/demo-dataset.js';
@@ -321,13 +320,13 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
 /**
  * Worker threads for data-parallel steps (models/train/parallel.ts): the wasm and cpu backends use
  * one core per thread, so with ≥ 2 cores two workers each take half of every batch (×2 measured in
- * bench/train-step.bench.ts). UFLOW_TRAIN_WORKERS=N overrides (1: train on this thread). U-Flow only.
+ * bench/train-step.bench.ts). UFLOW_TRAIN_WORKERS=N overrides (1: train on this thread). U-Flow and FastFlow.
  */
 async function startWorkers(model: AnomalyModel, engine: EngineInfo, log: (l: string) => void): Promise<ParallelTrainer | undefined> {
   const env = process.env.UFLOW_TRAIN_WORKERS;
   const auto = (engine.backend === 'wasm' || engine.backend === 'cpu') && availableParallelism() >= 2 ? 2 : 1;
   const n = env !== undefined && /^\d+$/.test(env) ? Number(env) : auto;
-  if (n < 2 || !(model instanceof UFlowModel)) return undefined;
+  if (n < 2) return undefined;
   try {
     const p = await ParallelTrainer.create(model, { workers: n, backend: engine.tfBackend });
     log(`training on ${p.size} worker threads (${engine.backend}); set UFLOW_TRAIN_WORKERS=1 to use one`);

@@ -1,5 +1,5 @@
 /**
- * Data-parallel U-Flow training step over worker threads. The wasm backend runs one thread per
+ * Data-parallel training step (U-Flow or FastFlow) over worker threads. The wasm backend runs one thread per
  * isolate in Node, so two workers, each with its own engine and half of the batch, use two cores.
  *
  * The main thread keeps the only authoritative copy of the parameters and the optimizer: each step
@@ -16,12 +16,14 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorMap } from '../io/safetensors.js';
 import { UFlowModel, type UFlowModelConfig } from '../uflow-model.js';
+import type { FastFlowModelConfig } from '../fastflow-model.js';
+import type { ModelKind } from '../model-factory.js';
 import type { LossVariant } from './loss.js';
 import { Adam } from './adam.js';
 import { mulberry32 } from '../flows/rng.js';
 
 export type WorkerRequest =
-  | { type: 'init'; backend: string; config: UFlowModelConfig; state: TensorMap; names: string[] }
+  | { type: 'init'; backend: string; kind: ModelKind; config: UFlowModelConfig | FastFlowModelConfig; state: TensorMap; names: string[] }
   | { type: 'grads'; params: Float32Array[]; features: Array<{ data: Float32Array; shape: number[] }>; totalBatch: number; loss?: LossVariant }
   | { type: 'close' };
 
@@ -30,6 +32,14 @@ export type WorkerReply =
   | { type: 'grads'; loss: number; grads: Float32Array[] }
   | { type: 'closed' }
   | { type: 'error'; message: string };
+
+/** What the parallel step needs of a model: both UFlowModel and the factory's AnomalyModel fit. */
+export interface ParallelModel {
+  readonly kind?: ModelKind;
+  readonly config: Readonly<UFlowModelConfig> | Readonly<FastFlowModelConfig>;
+  stateDict(): TensorMap;
+  trainableVariables(): Array<{ name: string; variable: tf.Variable }>;
+}
 
 /** The worker script: worker.ts beside this file (tsx / tests), or dist/train-worker.js beside the bundle. */
 export function workerEntry(): string {
@@ -108,12 +118,12 @@ export class ParallelTrainer {
   private closed = false;
 
   private constructor(
-    readonly model: UFlowModel,
+    readonly model: ParallelModel,
     private readonly workers: WorkerHandle[],
     private readonly loss: LossVariant | undefined,
   ) {}
 
-  static async create(model: UFlowModel, opts: ParallelOptions = {}): Promise<ParallelTrainer> {
+  static async create(model: ParallelModel, opts: ParallelOptions = {}): Promise<ParallelTrainer> {
     const n = Math.max(1, opts.workers ?? Math.min(2, availableParallelism()));
     const backend = opts.backend ?? (tf.getBackend() || 'wasm');
     const entry = workerEntry();
@@ -122,7 +132,7 @@ export class ParallelTrainer {
     try {
       const state = model.stateDict();
       const names = model.trainableVariables().map((v) => v.name);
-      await Promise.all(handles.map((h) => h.request({ type: 'init', backend, config: { ...model.config }, state, names })));
+      await Promise.all(handles.map((h) => h.request({ type: 'init', backend, kind: model.kind ?? 'uflow', config: { ...model.config }, state, names })));
     } catch (e) {
       await trainer.dispose();
       throw e;

@@ -8,11 +8,11 @@
 import { parentPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../engine.js';
-import { UFlowModel } from '../uflow-model.js';
+import { modelFromConfig, type AnomalyModel } from '../model-factory.js';
 import { computeGradients } from './step.js';
 import type { WorkerReply, WorkerRequest } from './parallel.js';
 
-let model: UFlowModel | undefined;
+let model: AnomalyModel | undefined;
 
 function reply(msg: WorkerReply, transfer: ArrayBuffer[] = []): void {
   parentPort!.postMessage(msg, transfer);
@@ -23,7 +23,7 @@ async function handle(msg: WorkerRequest): Promise<void> {
     case 'init': {
       const info = await initEngine({ backend: msg.backend });
       model?.dispose();
-      model = new UFlowModel(msg.config);
+      model = modelFromConfig(msg.kind, msg.config);
       model.loadStateDict(msg.state, 'parallel trainer state');
       const names = model.trainableVariables().map((v) => v.name);
       if (names.join('\n') !== msg.names.join('\n')) throw new Error('the worker model does not have the same trainable parameters as the main one');
