@@ -321,8 +321,12 @@ async function cmdRuns(argv: Record<string, unknown>): Promise<number> {
 }
 
 async function cmdDownload(argv: Record<string, unknown>): Promise<number> {
-  const { downloadModels, DriveQuotaError } = await import('./pretrained.js');
+  const { downloadModels, DriveQuotaError, MVTEC_CATEGORIES } = await import('./pretrained.js');
   const { ProgressBar } = await import('./progress-bar.js');
+  const unknown = ((argv.cat as string[] | undefined) ?? []).map(String).filter((c) => !(MVTEC_CATEGORIES as readonly string[]).includes(c));
+  if (unknown.length) {
+    throw new PipelineError(`unknown categor${unknown.length > 1 ? 'ies' : 'y'} ${unknown.map((c) => `'${c}'`).join(', ')}: released models exist for ${MVTEC_CATEGORIES.join(', ')}`, 'Usage');
+  }
   const root = resolve(String(argv.root ?? '.'));
   const bar = new ProgressBar({ stream: process.stderr });
   let current = '';

@@ -28,7 +28,7 @@ test('--help for the program and every command exits 0 and names the original fl
 });
 
 test('usage errors exit 2 with a hint', async () => {
-  for (const args of [[], ['bogus'], ['train', '--nope', '1'], ['train', '-model', 'gan'], ['evaluate', '--checkpoint', 'middle'], ['train', '--epochs', 'many'], ['train', '--epochs'], ['evaluate', '-cat']]) {
+  for (const args of [[], ['bogus'], ['train', '--nope', '1'], ['train', '-model', 'gan'], ['evaluate', '--checkpoint', 'middle'], ['train', '--epochs', 'many'], ['train', '--epochs'], ['evaluate', '-cat'], ['download-models', '-cat', 'foo']]) {
     const r = await cli(args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /uflow/);
