@@ -183,9 +183,11 @@ export interface Prediction {
   maxNegLogNfa: number;
   width: number;
   height: number;
-  /** PNG data URIs at the image's size: heatmap (colour), -log NFA map, binary segmentation. */
+  /** PNG data URIs at the image's size. The anomaly heatmap blended over the image. */
   anomalyMapPng: string;
+  /** The -log NFA map in colour. */
   nfaMapPng: string;
+  /** The image with the contour of the NFA segmentation (log NFA < 0) drawn over it. */
   segmentationPng: string;
   /** The raw maps at `mapSize`×`mapSize`, for values under the cursor. */
   mapSize: number;
