@@ -2,9 +2,10 @@
  * One U-Flow training step (forward + backward + Adam) on cached features 64@64², 128@32²,
  * 256@16² (ResNet-18 at 256 with its trainable LayerNorm), 4 flow steps, batch 8, on the wasm
  * backend; then the same step in PyTorch (bench/reference/train_step.py) where /usr/bin/python3
- * has torch. Prints ms/step (median after warm-up) and the ratio.
+ * has torch. Prints ms/step (median after warm-up), one thread and two worker threads (what
+ * training uses on ≥ 2 cores), one inference (one image → anomaly map), and the ratios.
  *
- *   node --import tsx bench/train-step.bench.ts [--steps 5] [--warmup 1] [--batch 8] [--backend wasm] [--parallel]
+ *   node --import tsx bench/train-step.bench.ts [--steps 5] [--warmup 1] [--batch 8] [--backend wasm] [--no-parallel]
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -16,6 +17,7 @@ import { UFlowModel } from '../models/uflow-model.js';
 import { Adam } from '../models/train/adam.js';
 import { trainStep } from '../models/train/step.js';
 import { mulberry32 } from '../models/flows/rng.js';
+import { anomalyMap } from '../models/scores/anomaly-map.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number): number => {
@@ -27,7 +29,8 @@ const warmup = opt('warmup', 1);
 const batch = opt('batch', 8);
 const backendIdx = args.indexOf('--backend');
 const backend = backendIdx >= 0 ? args[backendIdx + 1]! : 'wasm';
-const parallel = args.includes('--parallel');
+// Two workers (what training uses on ≥ 2 cores) are measured unless --no-parallel.
+const parallel = !args.includes('--no-parallel') && availableParallelism() >= 2;
 
 const channels = [64, 128, 256];
 const scaleFactors = [4, 8, 16];
@@ -46,6 +49,8 @@ interface Timing {
   losses: number[];
   /** Process CPU time per step (all threads), median: robust to other processes sharing the cores. */
   cpuMs?: number;
+  /** One image: features → latents → anomaly map at the input size (median). */
+  inferenceMs?: number;
 }
 
 async function benchSingle(): Promise<Timing> {
@@ -70,10 +75,25 @@ async function benchSingle(): Promise<Timing> {
     const c = process.cpuUsage(c0);
     cpu.push((c.user + c.system) / 1000);
   }
+  // One inference: one image's features → latents → anomaly map at the input size.
+  const one = feats.map((f) => tf.slice(f, 0, 1));
+  const infer = () => {
+    const m = tf.tidy(() => anomalyMap(model.fromFeatures(one).z, inputSize));
+    m.dataSync();
+    m.dispose();
+  };
+  for (let i = 0; i < warmup; i++) infer();
+  const inf: number[] = [];
+  for (let i = 0; i < Math.max(steps, 5); i++) {
+    const t0 = performance.now();
+    infer();
+    inf.push(performance.now() - t0);
+  }
+  tf.dispose(one);
   adam.dispose();
   tf.dispose(feats);
   model.dispose();
-  return { ms: median(times), times, losses, cpuMs: median(cpu) };
+  return { ms: median(times), times, losses, cpuMs: median(cpu), inferenceMs: median(inf) };
 }
 
 async function benchParallel(): Promise<Timing | undefined> {
@@ -87,15 +107,15 @@ async function benchParallel(): Promise<Timing | undefined> {
   return mod.benchParallelTrainStep({ inputSize, channels, scaleFactors, flowSteps, batch, steps, warmup });
 }
 
-function torchReference(): { ms: number; cpuMs: number; version: string; threads: number } | string {
+function torchReference(): { ms: number; cpuMs: number; inferenceMs: number; version: string; threads: number } | string {
   const py = '/usr/bin/python3';
   const probe = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) return `PyTorch reference unavailable (${py} -c 'import torch' failed${probe.stderr ? `: ${probe.stderr.trim().split('\n').pop()}` : ''})`;
   const script = join(dirname(fileURLToPath(import.meta.url)), 'reference', 'train_step.py');
-  const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', scaleFactors.map((f) => inputSize / f).join(','), '--flow-steps', String(flowSteps), '--batch', String(batch), '--layer-norm', '1', '--warmup', String(warmup), '--steps', String(steps), '--threads', '2'], { encoding: 'utf8' });
+  const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', scaleFactors.map((f) => inputSize / f).join(','), '--flow-steps', String(flowSteps), '--batch', String(batch), '--layer-norm', '1', '--warmup', String(warmup), '--steps', String(steps), '--threads', '2', '--input-size', String(inputSize)], { encoding: 'utf8' });
   if (r.status !== 0) return `PyTorch reference unavailable (the reference script failed: ${r.stderr.trim().split('\n').pop()})`;
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  return { ms: out.ms_per_step, cpuMs: out.cpu_ms_per_step, version: out.torch, threads: out.threads };
+  return { ms: out.ms_per_step, cpuMs: out.cpu_ms_per_step, inferenceMs: out.ms_per_inference, version: out.torch, threads: out.threads };
 }
 
 const shape = `features ${channels.map((c, i) => `${c}@${inputSize / scaleFactors[i]!}²`).join(', ')}, ${flowSteps} flow steps, LayerNorm, batch ${batch}`;
@@ -103,6 +123,7 @@ console.log(`U-Flow training step (${shape}); median of ${steps} after ${warmup}
 const load = () => loadavg()[0]!.toFixed(1);
 console.log(`load average before: ${load()} on ${availableParallelism()} cores (wall times are inflated when other processes share the cores; CPU times are not)`);
 const single = await benchSingle();
+console.log(`tfjs ${backend} one inference (1 image → anomaly map ${inputSize}²): ${single.inferenceMs!.toFixed(1)} ms`);
 console.log(`tfjs ${backend} (one thread): ${single.ms.toFixed(0)} ms/step wall, ${single.cpuMs!.toFixed(0)} ms CPU  [${single.times.map((t) => t.toFixed(0)).join(', ')}]  loss ${single.losses[0]!.toFixed(1)} → ${single.losses.at(-1)!.toFixed(1)}`);
 let par: Awaited<ReturnType<typeof benchParallel>>;
 if (parallel) {
@@ -118,5 +139,6 @@ else {
   console.log(`PyTorch ${ref.version} CPU (${ref.threads} threads): ${ref.ms.toFixed(0)} ms/step wall, ${ref.cpuMs.toFixed(0)} ms CPU (all threads)`);
   console.log(`ratio tfjs ${backend} / PyTorch: ${(single.ms / ref.ms).toFixed(2)}× wall, ${(single.cpuMs! / ref.cpuMs).toFixed(2)}× CPU time`);
   if (par) console.log(`ratio tfjs 2 workers / PyTorch: ${(par.ms / ref.ms).toFixed(2)}× wall`);
+  console.log(`inference: PyTorch ${ref.inferenceMs.toFixed(1)} ms, ratio tfjs ${backend} / PyTorch ${(single.inferenceMs! / ref.inferenceMs).toFixed(2)}×`);
 }
 console.log(`load average after: ${load()}`);
