@@ -17,7 +17,7 @@ import {
 import { installBackend } from './backend.js';
 import { errorMessage, isCancellation, type Daemon } from './daemon.js';
 import { IMAGE_VIEW_TYPE } from './imageEditor.js';
-import { ResultsPanel, TrainingPanel, type PanelContext } from './panels.js';
+import { ComparePanel, ResultsPanel, TrainingPanel, type PanelContext } from './panels.js';
 import { exists, IMAGE_EXTENSIONS, isImagePath, listRuns, pickRun, readEvaluation } from './runs.js';
 import type { RunsNode, RunsTreeProvider } from './runsTree.js';
 
@@ -225,6 +225,51 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     return ResultsPanel.show(ctx, run, evaluation);
   };
 
+  /**
+   * Two runs of the same dataset and category side by side: both are evaluated (the daemon reuses
+   * an unchanged evaluation.json), then the Compare view shows their metrics and maps.
+   */
+  const compareRuns = async (argA?: unknown, argB?: unknown): Promise<ComparePanel | undefined> => {
+    const evaluable = (r: RunInfo) => r.epochsDone > 0 && r.state !== 'running' && r.state !== 'queued';
+    const runs = await listRuns(daemon);
+    const byId = (arg: unknown, which: string): RunInfo | undefined | null => {
+      const id = runIdOf(arg);
+      if (!id) return undefined;
+      const r = runs.find((x) => x.runId === id);
+      if (!r) void vscode.window.showErrorMessage(`U-Flow: no run '${id}' in this workspace (${which}).`);
+      return r ?? null;
+    };
+    const givenA = byId(argA, 'first run');
+    const givenB = byId(argB, 'second run');
+    if (givenA === null || givenB === null) return undefined;
+    const a =
+      givenA ??
+      (await pickRun(daemon, {
+        title: 'Compare: first run',
+        filter: evaluable,
+        empty: 'No trained U-Flow run in this workspace yet: right-click a dataset folder and choose Train U-Flow.',
+      }));
+    if (!a) return undefined;
+    const sameData = (r: RunInfo) => r.runId !== a.runId && r.datasetPath === a.datasetPath && r.category === a.category;
+    const b =
+      givenB ??
+      (await pickRun(daemon, {
+        title: `Compare ${a.category} (${a.model}) with which run?`,
+        filter: (r) => evaluable(r) && sameData(r),
+        empty: `No other trained run of ${a.category} on the same dataset to compare with.`,
+      }));
+    if (!b) return undefined;
+    if (b.runId === a.runId || b.datasetPath !== a.datasetPath || b.category !== a.category) {
+      void vscode.window.showErrorMessage(`U-Flow: runs ${a.runId} and ${b.runId} are not two runs of the same dataset and category.`);
+      return undefined;
+    }
+    const evA = await evaluate(a.runId, { show: false });
+    if (!evA) return undefined;
+    const evB = await evaluate(b.runId, { show: false });
+    if (!evB) return undefined;
+    return ComparePanel.show(ctx, a, evA, b, evB);
+  };
+
   const cancelTraining = async (arg?: unknown): Promise<boolean> => {
     // A string is a job id (the Training view sends those); a Runs view node or { runId } names a run.
     let jobId: string | undefined =
@@ -307,6 +352,7 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     reg('uflow.evaluate', evaluate),
     reg('uflow.predictImage', predictImage),
     reg('uflow.openResults', openResults),
+    reg('uflow.compareRuns', compareRuns),
     reg('uflow.cancelTraining', cancelTraining),
     reg('uflow.showRuns', async () => {
       ctx.tracker.clearInterrupted();

@@ -6,8 +6,11 @@
  */
 import { isAbsolute, join } from 'node:path';
 import * as vscode from 'vscode';
-import type { Evaluation, RunInfo } from '../server/protocol.js';
+import type { Evaluation, ImageResult, RunInfo } from '../server/protocol.js';
 import type {
+  CompareFromWebview,
+  ComparePair,
+  CompareToWebview,
   GalleryImages,
   ResultsFromWebview,
   ResultsState,
@@ -25,6 +28,7 @@ import { webviewHtml, webviewOptions } from './webviewHtml.js';
 
 export const TRAINING_VIEW_TYPE = 'uflow.training';
 export const RESULTS_VIEW_TYPE = 'uflow.results';
+export const COMPARE_VIEW_TYPE = 'uflow.compare';
 
 // ---------------------------------------------------------------------------------------------
 // Training
@@ -209,26 +213,7 @@ export class ResultsPanel {
         paths.slice(i, i + 8).map(async (path) => {
           const r = byPath.get(path);
           if (!r) return;
-          const g: GalleryImages = {};
-          const [image, mask] = await Promise.all([fileDataUri(r.path, 16 * 1024 * 1024), r.maskPath ? fileDataUri(r.maskPath, 16 * 1024 * 1024) : undefined]);
-          g.image = image;
-          g.mask = mask;
-          if (r.maps) {
-            const u = (rel: string | undefined) =>
-              rel ? this.panel.webview.asWebviewUri(vscode.Uri.file(isAbsolute(rel) ? rel : join(this.run.dir, rel))).toString() : undefined;
-            g.anomaly = u(r.maps.overlay ?? r.maps.anomaly);
-            g.nfa = u(r.maps.nfa);
-            g.segmentation = u(r.maps.segmentation);
-          } else {
-            try {
-              const p = await this.ctx.predictions.predict(r.path, { runId: this.run.runId });
-              g.anomaly = p.anomalyMapPng;
-              g.nfa = p.nfaMapPng;
-              g.segmentation = p.segmentationPng;
-            } catch (e) {
-              g.error = errorMessage(e);
-            }
-          }
+          const g = await galleryImages(this.ctx, this.panel.webview, this.run, r);
           batch[path] = g;
         }),
       );
@@ -240,6 +225,147 @@ export class ResultsPanel {
     if (ResultsPanel.panels.get(this.run.runId) === this) ResultsPanel.panels.delete(this.run.runId);
     for (const s of this.subs) s.dispose();
   }
+}
+
+/**
+ * The pictures of one test image of a run: the image and its mask as data URIs; the maps as
+ * webview URIs of the cached PNGs in the run folder (the webview's localResourceRoots must hold
+ * run.dir), or predicted now when the evaluation cached none. `withImage: false` skips the image
+ * and the mask (the Compare view takes them once for both runs).
+ */
+async function galleryImages(ctx: PanelContext, webview: vscode.Webview, run: RunInfo, r: ImageResult, withImage = true): Promise<GalleryImages> {
+  const g: GalleryImages = {};
+  if (withImage) {
+    const [image, mask] = await Promise.all([fileDataUri(r.path, 16 * 1024 * 1024), r.maskPath ? fileDataUri(r.maskPath, 16 * 1024 * 1024) : undefined]);
+    g.image = image;
+    g.mask = mask;
+  }
+  if (r.maps) {
+    const u = (rel: string | undefined) => (rel ? webview.asWebviewUri(vscode.Uri.file(isAbsolute(rel) ? rel : join(run.dir, rel))).toString() : undefined);
+    g.anomaly = u(r.maps.overlay ?? r.maps.anomaly);
+    g.nfa = u(r.maps.nfa);
+    g.segmentation = u(r.maps.segmentation);
+  } else {
+    try {
+      const p = await ctx.predictions.predict(r.path, { runId: run.runId });
+      g.anomaly = p.anomalyMapPng;
+      g.nfa = p.nfaMapPng;
+      g.segmentation = p.segmentationPng;
+    } catch (e) {
+      g.error = errorMessage(e);
+    }
+  }
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compare: two evaluated runs of the same dataset side by side (metrics and maps)
+
+export class ComparePanel {
+  static readonly panels = new Map<string, ComparePanel>();
+  private readonly subs: vscode.Disposable[] = [];
+  private readonly ready: Promise<void>;
+  private markReady!: () => void;
+  private wasReady = false;
+  readonly key: string;
+
+  static async show(ctx: PanelContext, a: RunInfo, evA: Evaluation, b: RunInfo, evB: Evaluation): Promise<ComparePanel> {
+    const key = `${a.runId}|${b.runId}`;
+    let p = ComparePanel.panels.get(key);
+    if (p) {
+      p.panel.reveal(undefined, false);
+    } else {
+      const panel = vscode.window.createWebviewPanel(COMPARE_VIEW_TYPE, compareTitle(a, b), vscode.ViewColumn.Active, {
+        ...webviewOptions(ctx.context.extensionUri, [vscode.Uri.file(a.dir), vscode.Uri.file(b.dir)]),
+        retainContextWhenHidden: true,
+      });
+      p = new ComparePanel(ctx, panel, a, b);
+    }
+    p.evA = evA;
+    p.evB = evB;
+    await p.ready;
+    p.send();
+    return p;
+  }
+
+  private evA: Evaluation | undefined;
+  private evB: Evaluation | undefined;
+
+  private constructor(
+    private readonly ctx: PanelContext,
+    readonly panel: vscode.WebviewPanel,
+    readonly a: RunInfo,
+    readonly b: RunInfo,
+  ) {
+    this.key = `${a.runId}|${b.runId}`;
+    ComparePanel.panels.set(this.key, this);
+    this.ready = new Promise((res) => (this.markReady = res));
+    panel.iconPath = vscode.Uri.joinPath(ctx.context.extensionUri, 'media', 'uflow.svg');
+    panel.webview.html = webviewHtml(panel.webview, ctx.context.extensionUri, 'compare', compareTitle(a, b));
+    this.subs.push(
+      panel.webview.onDidReceiveMessage((m: CompareFromWebview) => this.onMessage(m)),
+      panel.onDidDispose(() => this.dispose()),
+    );
+  }
+
+  private post(m: CompareToWebview): void {
+    void this.panel.webview.postMessage(m);
+  }
+
+  private send(): void {
+    if (!this.evA || !this.evB) return;
+    this.post({ type: 'compare', a: { run: this.a, evaluation: this.evA }, b: { run: this.b, evaluation: this.evB }, title: compareTitle(this.a, this.b) });
+  }
+
+  private async onMessage(m: CompareFromWebview): Promise<void> {
+    switch (m.type) {
+      case 'ready':
+        if (this.wasReady) this.send();
+        this.wasReady = true;
+        this.markReady();
+        break;
+      case 'needImages':
+        await this.sendImages(m.paths);
+        break;
+      case 'openImage':
+        await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(m.path), 'uflow.imageView', vscode.ViewColumn.Beside);
+        break;
+    }
+  }
+
+  private async sendImages(paths: string[]): Promise<void> {
+    if (!this.evA || !this.evB) return;
+    const byA = new Map(this.evA.images.map((i) => [i.path, i]));
+    const byB = new Map(this.evB.images.map((i) => [i.path, i]));
+    const webview = this.panel.webview;
+    for (let i = 0; i < paths.length; i += 8) {
+      const batch: Record<string, ComparePair> = {};
+      await Promise.all(
+        paths.slice(i, i + 8).map(async (path) => {
+          const ra = byA.get(path);
+          const rb = byB.get(path);
+          const any = ra ?? rb;
+          if (!any) return;
+          const [image, a, b] = await Promise.all([
+            Promise.all([fileDataUri(any.path, 16 * 1024 * 1024), any.maskPath ? fileDataUri(any.maskPath, 16 * 1024 * 1024) : undefined]),
+            ra ? galleryImages(this.ctx, webview, this.a, ra, false) : undefined,
+            rb ? galleryImages(this.ctx, webview, this.b, rb, false) : undefined,
+          ]);
+          batch[path] = { image: image[0], mask: image[1], a, b };
+        }),
+      );
+      this.post({ type: 'images', images: batch });
+    }
+  }
+
+  dispose(): void {
+    if (ComparePanel.panels.get(this.key) === this) ComparePanel.panels.delete(this.key);
+    for (const s of this.subs) s.dispose();
+  }
+}
+
+function compareTitle(a: RunInfo, b: RunInfo): string {
+  return `U-Flow Compare: ${a.category} (${a.model} vs ${b.model})`;
 }
 
 function resultsTitle(run: RunInfo): string {

@@ -103,6 +103,28 @@ export interface ResultsState {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Compare view (two runs of the same dataset side by side)
+
+export interface CompareSide {
+  run: RunInfo;
+  evaluation: Evaluation;
+}
+
+/** One test image's pictures: `image` and `mask` once, then each run's maps. */
+export interface ComparePair {
+  image?: string;
+  mask?: string;
+  a?: GalleryImages;
+  b?: GalleryImages;
+}
+
+export type CompareToWebview =
+  | { type: 'compare'; a: CompareSide; b: CompareSide; title: string }
+  | { type: 'images'; images: Record<string, ComparePair> };
+
+export type CompareFromWebview = { type: 'ready' } | { type: 'needImages'; paths: string[] } | { type: 'openImage'; path: string };
+
+// ---------------------------------------------------------------------------------------------
 // Image view (custom editor)
 
 export type ImageToWebview =
