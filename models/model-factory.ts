@@ -26,6 +26,7 @@ import { FastFlowModel, fastflowConfigFromExtractor, FASTFLOW_DEFAULTS, type Fas
 import { FASTFLOW_PREFIX } from './flows/fastflow.js';
 import { anomalyMap as uflowAnomalyMap, imageScore, type Size } from './scores/anomaly-map.js';
 import { uflowLoss } from './train/loss.js';
+import { readTorchCheckpoint, uflowStateDict } from './io/torch-checkpoint.js';
 
 export type ModelKind = 'uflow' | 'fastflow';
 export const MODEL_KINDS: readonly ModelKind[] = ['uflow', 'fastflow'];
@@ -181,8 +182,20 @@ export function kindOfState(state: TensorMap, source: string): ModelKind | undef
   return undefined;
 }
 
+/** PyTorch files (torch.save / Lightning): the released U-Flow checkpoints are `.ckpt`. */
+export function isTorchCheckpointPath(path: string): boolean {
+  return /\.(ckpt|pt|pth)$/i.test(path);
+}
+
+function readTorchState(path: string): { tensors: TensorMap; metadata: Record<string, string> } {
+  const ck = readTorchCheckpoint(path);
+  if (!ck.stateDict) throw new TensorFileError(path, 'no state_dict (nor a dict of tensors) was found in this PyTorch file: is it a model checkpoint?');
+  // The official loader keeps what follows the last `model.` and drops the training leftovers.
+  return { tensors: uflowStateDict(ck.stateDict), metadata: {} };
+}
+
 export function readModelCheckpoint(path: string): ModelCheckpointContents {
-  const { tensors, metadata } = readSafetensors(path);
+  const { tensors, metadata } = isTorchCheckpointPath(path) ? readTorchState(path) : readSafetensors(path);
   let config: UFlowModelConfig | FastFlowModelConfig | undefined;
   if (metadata.config !== undefined) {
     try {

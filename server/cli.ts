@@ -259,6 +259,7 @@ async function cmdPredict(argv: Record<string, unknown>): Promise<number> {
   const res = await predictFolder({
     trainDir,
     runId: argv.run === undefined ? undefined : String(argv.run),
+    checkpoint: argv.checkpoint === undefined ? undefined : resolve(String(argv.checkpoint)),
     category,
     images,
     datasetPath: argv.data === undefined ? undefined : resolve(String(argv.data)),
@@ -420,6 +421,7 @@ export function buildParser(args: string[]): Argv {
           .option('data', { type: 'string', requiresArg: true, describe: "dataset folder (default: the run's)" })
           .option('image', { type: 'string', requiresArg: true, array: true, describe: 'image file(s)' })
           .option('run', { type: 'string', requiresArg: true, describe: 'run id' })
+          .option('checkpoint', { type: 'string', requiresArg: true, describe: 'a released U-Flow checkpoint (models/<metric>/<category>.ckpt, MS-CaiT inside) instead of a run' })
           .option('out', { type: 'string', requiresArg: true, describe: 'write PNGs (heatmap overlay, -log NFA, segmentation) here' })
           .option('json', { type: 'boolean', default: false }),
       ),

@@ -22,12 +22,14 @@ import type { RunState } from './protocol.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { existsSync, mkdirSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { describeEngine, engineInfo, engineVersions, initEngine, type EngineInfo } from '../models/engine.js';
 import { atomicWriteFile, atomicWriteJson } from '../models/io/atomic.js';
 import { readSafetensors, writeSafetensors, TensorFileError, type TensorMap } from '../models/io/safetensors.js';
 import { createExtractor, backboneNeedsWeights, type FeatureExtractor } from '../models/backbones/index.js';
-import { createModel, loadModelFromCheckpoint, mapRangeOf, saveModelCheckpoint, type AnomalyModel } from '../models/model-factory.js';
+import { createModel, loadModelFromCheckpoint, mapRangeOf, modelFromConfig, readModelCheckpoint, saveModelCheckpoint, type AnomalyModel } from '../models/model-factory.js';
+import { createMsCaitExtractor } from '../models/backbones/cait.js';
+import { configFromExtractor } from '../models/uflow-model.js';
 import { loadFeatures, type FeatureSet } from '../models/train/feature-cache.js';
 import { ParallelTrainer } from '../models/train/parallel.js';
 import { runTraining, type ValidationResult } from '../models/train/trainer.js';
@@ -48,7 +50,7 @@ import {
   resizeBilinearFloat,
   type RawImage,
 } from '../models/data/images.js';
-import { ConfigError, configToYaml, loadConfig } from './config.js';
+import { ConfigError, configToYaml, defaultConfig, loadConfig } from './config.js';
 import { resolveBackboneWeights } from './pretrained.js';
 import {
   appendMetrics,
@@ -673,6 +675,18 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
   }
 }
 
+/** Flow steps of a U-Flow state dict with `levels` scales: stage j, step k is module j·(steps+3)+k, so the last block is (levels−1)·(steps+3)+steps−1. */
+function flowStepsOf(state: TensorMap, levels: number, file: string): number {
+  let last = -1;
+  for (const k of state.keys()) {
+    const m = /(?:^|\.)flow\.module_list\.(\d+)\.global_scale$/.exec(k);
+    if (m) last = Math.max(last, Number(m[1]));
+  }
+  const steps = (last + 1 - 3 * (levels - 1)) / levels;
+  if (last < 0 || !Number.isInteger(steps) || steps < 1) throw new PipelineError(`${file}: its flow (flow.module_list.*) does not fit a U-Flow with ${levels} scales`, 'JobFailed');
+  return steps;
+}
+
 function loadCheckpointChecked(file: string, extractor: FeatureExtractor): { model: AnomalyModel } {
   try {
     return loadModelFromCheckpoint(file, { extractor });
@@ -768,6 +782,62 @@ export class Predictor {
     }
   }
 
+  /**
+   * Opens a U-Flow checkpoint file that is not one of our runs: a released checkpoint
+   * (`models/<metric>/<category>.ckpt`, Lightning, MS-CaiT at 448) or any file in the reference
+   * naming that holds the MS-CaiT backbone weights (`feature_extractor.extractor1.` / `extractor2.`)
+   * beside the flow. The number of flow steps is read from the flow's module indices.
+   */
+  static async openFile(file: string, opts: { backend?: string } = {}): Promise<Predictor> {
+    const path = resolve(file);
+    if (!existsSync(path)) throw new PipelineError(`${path}: no such checkpoint file: check the path`, 'NotFound');
+    await ensureEngine(opts.backend);
+    const before = tf.memory().numBytes;
+    let state: TensorMap;
+    try {
+      state = readModelCheckpoint(path).state;
+    } catch (e) {
+      asPipelineError(e, 'JobFailed');
+    }
+    if (![...state.keys()].some((k) => /extractor1\.patch_embed\./.test(k))) {
+      throw new PipelineError(`${path}: holds no MS-CaiT backbone weights (feature_extractor.extractor1/2): for a run of this product use --run RUN_ID instead of --checkpoint`, 'Usage');
+    }
+    let extractor: FeatureExtractor | undefined;
+    let model: AnomalyModel | undefined;
+    try {
+      extractor = createMsCaitExtractor(state);
+      const flowSteps = flowStepsOf(state, extractor.channels.length, path);
+      model = modelFromConfig('uflow', configFromExtractor(extractor, flowSteps), extractor);
+      model.loadStateDict(state, path);
+      const now = new Date().toISOString();
+      const category = basename(path).replace(/\.[^.]+$/, '');
+      const config = defaultConfig(category, 'uflow');
+      config.model = { ...config.model, backbone: 'mcait', input_size: extractor.inputSize, flow_steps: flowSteps };
+      const run: RunInfo = {
+        runId: basename(path),
+        dir: dirname(path),
+        model: 'uflow',
+        category,
+        datasetPath: '',
+        datasetFingerprint: '',
+        config,
+        state: 'finished',
+        createdAt: now,
+        updatedAt: now,
+        epochsDone: 0,
+        engine: { backend: tf.getBackend(), device: '' },
+        versions: {},
+        best: {},
+      };
+      return new Predictor(run, extractor, model, Math.max(0, tf.memory().numBytes - before), path);
+    } catch (e) {
+      model?.dispose();
+      extractor?.dispose();
+      if (e instanceof PipelineError) throw e;
+      throw new PipelineError(`${path}: ${(e as Error).message}`, 'JobFailed');
+    }
+  }
+
   async predict(imagePath: string, opts: PredictOptions = {}): Promise<Prediction> {
     if (this.disposed) throw new PipelineError('the predictor was disposed', 'JobFailed');
     const T = TARGET_SIZE;
@@ -829,6 +899,8 @@ export type { RunConfig };
 // Batch prediction (CLI `uflow predict`)
 
 export interface PredictFolderOptions extends PredictorOptions {
+  /** A checkpoint file to use instead of a run (a released U-Flow .ckpt): see Predictor.openFile. */
+  checkpoint?: string;
   /** Images to predict; empty: the test images of the run's dataset (or `datasetPath`). */
   images: string[];
   datasetPath?: string;
@@ -843,7 +915,8 @@ export interface PredictFolderResult {
 }
 
 export async function predictFolder(opts: PredictFolderOptions): Promise<PredictFolderResult> {
-  const predictor = await Predictor.open(opts);
+  if (opts.checkpoint && !opts.images.length && !opts.datasetPath) throw new PipelineError('with --checkpoint, name the images (--image <file>) or a dataset (-data <folder>)', 'Usage');
+  const predictor = opts.checkpoint ? await Predictor.openFile(opts.checkpoint, { backend: opts.backend }) : await Predictor.open(opts);
   try {
     let images = opts.images;
     if (!images.length) {
