@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { RawTensor, TensorMap } from './io/safetensors.js';
-import type { FeatureExtractor } from './backbones/types.js';
+import { assertExtractorFits, type FeatureExtractor } from './backbones/types.js';
 import { FeatureNorm, FEATURE_NORM_PREFIX } from './backbones/feature-norm.js';
 import type { NamedVariable } from './flows/allinone-block.js';
 import { FastFlowFlows } from './flows/fastflow.js';
@@ -97,14 +97,7 @@ export class FastFlowModel {
   readonly flows: FastFlowFlows;
 
   constructor(config: FastFlowModelConfig, readonly extractor?: FeatureExtractor) {
-    if (config.channels.length !== config.scaleFactors.length) {
-      throw new Error(`FastFlowModel: ${config.channels.length} channel counts but ${config.scaleFactors.length} scale factors`);
-    }
-    if (extractor && (extractor.channels.join() !== config.channels.join() || extractor.scaleFactors.join() !== config.scaleFactors.join() || extractor.inputSize !== config.inputSize)) {
-      throw new Error(
-        `FastFlowModel: the backbone '${extractor.name}' gives channels [${extractor.channels}] at strides [${extractor.scaleFactors}] for input ${extractor.inputSize}, but the model was configured for [${config.channels}] at [${config.scaleFactors}] for input ${config.inputSize}`,
-      );
-    }
+    assertExtractorFits('FastFlowModel', config, extractor);
     this.config = { ...config, channels: [...config.channels], scaleFactors: [...config.scaleFactors] };
     const sizes = this.featureSizes();
     this.flows = new FastFlowFlows({

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorMap } from './io/safetensors.js';
-import type { FeatureExtractor } from './backbones/types.js';
+import { assertExtractorFits, type FeatureExtractor } from './backbones/types.js';
 import { FeatureNorm, FEATURE_NORM_PREFIX } from './backbones/feature-norm.js';
 import { UFlowGraph, normalizeReferenceKeys } from './flows/uflow-graph.js';
 import type { NamedVariable } from './flows/allinone-block.js';
@@ -51,14 +51,7 @@ export class UFlowModel {
   readonly flow: UFlowGraph;
 
   constructor(config: UFlowModelConfig, readonly extractor?: FeatureExtractor) {
-    if (config.channels.length !== config.scaleFactors.length) {
-      throw new Error(`UFlowModel: ${config.channels.length} channel counts but ${config.scaleFactors.length} scale factors`);
-    }
-    if (extractor && (extractor.channels.join() !== config.channels.join() || extractor.scaleFactors.join() !== config.scaleFactors.join() || extractor.inputSize !== config.inputSize)) {
-      throw new Error(
-        `UFlowModel: the backbone '${extractor.name}' gives channels [${extractor.channels}] at strides [${extractor.scaleFactors}] for input ${extractor.inputSize}, but the model was configured for [${config.channels}] at [${config.scaleFactors}] for input ${config.inputSize}`,
-      );
-    }
+    assertExtractorFits('UFlowModel', config, extractor);
     this.config = { ...config, channels: [...config.channels], scaleFactors: [...config.scaleFactors] };
     const sizes = this.featureSizes();
     if (config.layerNorm) this.norm = new FeatureNorm(sizes.map(([h, w], i) => [h, w, config.channels[i]!] as const));

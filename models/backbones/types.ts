@@ -24,3 +24,19 @@ export interface FeatureExtractor {
   extract(images: tf.Tensor4D): tf.Tensor4D[];
   dispose(): void;
 }
+
+/** Throws when a model configured for `config`'s levels is given a backbone that produces others. */
+export function assertExtractorFits(
+  model: string,
+  config: { channels: readonly number[]; scaleFactors: readonly number[]; inputSize: number },
+  extractor: FeatureExtractor | undefined,
+): void {
+  if (config.channels.length !== config.scaleFactors.length) {
+    throw new Error(`${model}: ${config.channels.length} channel counts but ${config.scaleFactors.length} scale factors`);
+  }
+  if (extractor && (extractor.channels.join() !== config.channels.join() || extractor.scaleFactors.join() !== config.scaleFactors.join() || extractor.inputSize !== config.inputSize)) {
+    throw new Error(
+      `${model}: the backbone '${extractor.name}' gives channels [${extractor.channels}] at strides [${extractor.scaleFactors}] for input ${extractor.inputSize}, but the model was configured for [${config.channels}] at [${config.scaleFactors}] for input ${config.inputSize}`,
+    );
+  }
+}
