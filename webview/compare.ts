@@ -11,7 +11,9 @@ import {
   basename,
   el,
   fmt,
+  lazyImageRequests,
   registerToolkit,
+  thumb,
   vscodeApi,
   type CompareFromWebview,
   type ComparePair,
@@ -110,27 +112,7 @@ function rows(): Row[] {
   return [...byPath.values()].sort((x, y) => defect(x).localeCompare(defect(y)) || x.path.localeCompare(y.path));
 }
 
-const observer = new IntersectionObserver(
-  (entries) => {
-    const want: string[] = [];
-    for (const e of entries) {
-      if (!e.isIntersecting) continue;
-      const path = (e.target as HTMLElement).dataset.path!;
-      if (!requested.has(path)) {
-        requested.add(path);
-        want.push(path);
-      }
-      observer.unobserve(e.target);
-    }
-    if (want.length) post({ type: 'needImages', paths: want });
-  },
-  { rootMargin: '600px 0px' },
-);
-
-function thumb(src: string | undefined, caption: string, kind: string): HTMLElement {
-  const img = src ? el('img', { src, alt: caption, class: kind, loading: 'lazy', decoding: 'async' }) : el('div', { class: `ph ${kind}`, 'aria-label': `${caption} (loading)` });
-  return el('figure', {}, img, el('figcaption', { text: caption }));
-}
+const observer = lazyImageRequests(requested, (paths) => post({ type: 'needImages', paths }));
 
 function card(r: Row): HTMLElement {
   const any = (r.a ?? r.b)!;

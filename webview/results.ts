@@ -15,8 +15,10 @@ import {
   chartPalette,
   el,
   fmt,
+  lazyImageRequests,
   registerCharts,
   registerToolkit,
+  thumb,
   vscodeApi,
   type GalleryImages,
   type ResultsFromWebview,
@@ -224,22 +226,7 @@ function galleryControls(ev: Evaluation): HTMLElement {
 // ---------------------------------------------------------------------------------------------
 // Gallery
 
-const observer = new IntersectionObserver(
-  (entries) => {
-    const want: string[] = [];
-    for (const e of entries) {
-      if (!e.isIntersecting) continue;
-      const path = (e.target as HTMLElement).dataset.path!;
-      if (!requested.has(path)) {
-        requested.add(path);
-        want.push(path);
-      }
-      observer.unobserve(e.target);
-    }
-    if (want.length) post({ type: 'needImages', paths: want });
-  },
-  { rootMargin: '600px 0px' },
-);
+const observer = lazyImageRequests(requested, (paths) => post({ type: 'needImages', paths }));
 
 function visibleImages(): ImageResult[] {
   const ev = evaluation!;
@@ -265,11 +252,6 @@ function renderGallery(): void {
   gallery.querySelectorAll<HTMLElement>('.card').forEach((c) => {
     if (!requested.has(c.dataset.path!)) observer.observe(c);
   });
-}
-
-function thumb(src: string | undefined, caption: string, kind: string): HTMLElement {
-  const img = src ? el('img', { src, alt: caption, class: kind, loading: 'lazy', decoding: 'async' }) : el('div', { class: `ph ${kind}`, 'aria-label': `${caption} (loading)` });
-  return el('figure', {}, img, el('figcaption', { text: caption }));
 }
 
 function card(i: ImageResult): HTMLElement {

@@ -175,6 +175,36 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return e;
 }
 
+/** A gallery picture with its caption; a placeholder until its data arrives. */
+export function thumb(src: string | undefined, caption: string, kind: string): HTMLElement {
+  const img = src ? el('img', { src, alt: caption, class: kind, loading: 'lazy', decoding: 'async' }) : el('div', { class: `ph ${kind}`, 'aria-label': `${caption} (loading)` });
+  return el('figure', {}, img, el('figcaption', { text: caption }));
+}
+
+/**
+ * Asks for a gallery card's pictures once it comes near the viewport: cards carry `data-path`;
+ * each path is asked for once (until `requested` is cleared), in batches through `ask`.
+ */
+export function lazyImageRequests(requested: Set<string>, ask: (paths: string[]) => void): IntersectionObserver {
+  const observer = new IntersectionObserver(
+    (entries) => {
+      const want: string[] = [];
+      for (const e of entries) {
+        if (!e.isIntersecting) continue;
+        const path = (e.target as HTMLElement).dataset.path!;
+        if (!requested.has(path)) {
+          requested.add(path);
+          want.push(path);
+        }
+        observer.unobserve(e.target);
+      }
+      if (want.length) ask(want);
+    },
+    { rootMargin: '600px 0px' },
+  );
+  return observer;
+}
+
 /** A theme colour (CSS variable VS Code sets on the webview body). */
 export function themeColor(name: string, fallback: string): string {
   const v = getComputedStyle(document.body).getPropertyValue(`--vscode-${name}`).trim();
