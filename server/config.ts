@@ -22,6 +22,7 @@
  * must have its YAML type.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { ModelConfig, ModelKind, RunConfig, TrainerConfig } from './protocol.js';
 import { atomicWriteFile } from '../models/io/atomic.js';
@@ -317,6 +318,17 @@ function readYaml(path: string): unknown {
   return doc.toJS();
 }
 
+/**
+ * A relative `tfjs:<dir>` in a config file names a folder relative to that file (as tsconfig's
+ * paths do), so a config can travel with its weights; the run's saved config then holds the
+ * absolute folder.
+ */
+function resolveBackboneDir(part: ConfigOverrides, file: string): ConfigOverrides {
+  const b = part.model?.backbone;
+  if (b === undefined || !b.startsWith('tfjs:') || isAbsolute(b.slice(5))) return part;
+  return { ...part, model: { ...part.model, backbone: `tfjs:${resolve(dirname(file), b.slice(5))}` } };
+}
+
 /** The configuration of a run: defaults ← YAML file ← overrides, validated. Throws ConfigError. */
 export function loadConfig(opts: LoadConfigOptions): RunConfig {
   const cfg = defaultConfig(opts.category, opts.model ?? 'uflow');
@@ -326,7 +338,7 @@ export function loadConfig(opts: LoadConfigOptions): RunConfig {
     Object.assign(cfg.trainer, part.trainer ?? {});
     if (part.model?.backbone !== undefined || part.model?.backbone_layers !== undefined || part.model?.backbone_input_range !== undefined || part.model?.input_size !== undefined) wholeSrc = src;
   };
-  if (opts.path !== undefined) apply(validatePartialConfig(readYaml(opts.path), opts.path), opts.path);
+  if (opts.path !== undefined) apply(resolveBackboneDir(validatePartialConfig(readYaml(opts.path), opts.path), opts.path), opts.path);
   if (opts.overrides) apply(validatePartialConfig(opts.overrides, 'overrides'), 'overrides');
   checkWhole(cfg, wholeSrc);
   return cfg;

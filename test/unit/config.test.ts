@@ -140,3 +140,13 @@ test('writeConfig writes YAML that loads back to the same config', () => {
   assert.deepEqual(loadConfig({ category: 'zzz', path: (writeConfig(join(dir, 'g.yaml'), d), join(dir, 'g.yaml')) }), d);
   assert.ok(!configToYaml(d).includes('hidden_ratio'));
 });
+
+test('a relative tfjs:<dir> in a config file is relative to that file; absolute ones and overrides stay as given', () => {
+  const body = '  backbone_layers: [a, b]\n  backbone_input_range: [-1, 1]\n';
+  const rel = file('rel.yaml', `model:\n  backbone: tfjs:../weights/mnv2\n${body}`);
+  assert.equal(loadConfig({ category: 'x', path: rel }).model.backbone, `tfjs:${join(dir, '..', 'weights', 'mnv2')}`);
+  const abs = file('abs.yaml', `model:\n  backbone: tfjs:/models/mnv2\n${body}`);
+  assert.equal(loadConfig({ category: 'x', path: abs }).model.backbone, 'tfjs:/models/mnv2');
+  const over = loadConfig({ category: 'x', overrides: { model: { backbone: 'tfjs:rel/mnv2', backbone_layers: ['a'], backbone_input_range: [-1, 1] } } });
+  assert.equal(over.model.backbone, 'tfjs:rel/mnv2');
+});
