@@ -17,13 +17,15 @@ Self-check against the project's tfjs extractor (from the repo root):
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
 DEFAULT_TAPS = ('block_2_add', 'block_5_add', 'block_12_add')
 
@@ -182,28 +184,6 @@ def load_mobilenet_v2(model_dir, taps=DEFAULT_TAPS):
 
 
 # ---------------------------------------------------------------- self-check against tfjs
-def read_safetensors(path):
-    with open(path, 'rb') as f:
-        buf = f.read()
-    (n,) = struct.unpack('<Q', buf[:8])
-    header = json.loads(buf[8:8 + n])
-    header.pop('__metadata__', None)
-    assert all(h['dtype'] == 'F32' for h in header.values())
-    return {k: np.frombuffer(buf, '<f4', (h['data_offsets'][1] - h['data_offsets'][0]) // 4, 8 + n + h['data_offsets'][0])
-            .reshape(h['shape']) for k, h in header.items()}
-
-
-def write_safetensors(path, tensors):
-    header, off = {}, 0
-    for k, a in tensors.items():
-        header[k] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [off, off + a.nbytes]}
-        off += a.nbytes
-    h = json.dumps(header).encode()
-    h += b' ' * (-len(h) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)) + h + b''.join(np.ascontiguousarray(a, '<f4').tobytes() for a in tensors.values()))
-
-
 def main():
     import subprocess
     from PIL import Image
@@ -211,7 +191,8 @@ def main():
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     weights = os.path.join(os.path.abspath(os.environ.get('UFLOW_WEIGHTS_DIR', os.path.join(repo, '..', 'shared', 'weights'))),
                            'mobilenet_v2_035_imagenet')
-    good = '/work/shared/datasets/metal_plate/train/good'
+    datasets = os.path.abspath(os.environ.get('UFLOW_DATASETS_DIR', os.path.join(repo, '..', 'shared', 'datasets')))
+    good = os.path.join(datasets, 'metal_plate', 'train', 'good')
     image = sys.argv[1] if len(sys.argv) > 1 else os.path.join(good, sorted(os.listdir(good))[0])
     out = os.path.join(repo, 'bench', 'out')
     os.makedirs(out, exist_ok=True)
@@ -219,7 +200,7 @@ def main():
     img = np.asarray(Image.open(image).convert('RGB').resize((256, 256), Image.BILINEAR), np.float32) / 255
     write_safetensors(inp, {'image': img[None]})
     subprocess.run(['npx', 'tsx', 'bench/reference/dump_mobilenet_features.ts', feats, inp], cwd=repo, check=True)
-    ref = read_safetensors(feats)
+    ref = read_safetensors(feats)[0]
 
     model = load_mobilenet_v2(weights)
     ok = True

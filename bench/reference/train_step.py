@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import safetensors_io
+
 
 class AllInOne(nn.Module):
     def __init__(self, c, k, rng):
@@ -80,19 +82,9 @@ class UFlow(nn.Module):
 
 
 def read_safetensors(path):
-    import struct
-
-    with open(path, "rb") as f:
-        buf = f.read()
-    n = struct.unpack("<Q", buf[:8])[0]
-    header = json.loads(buf[8 : 8 + n])
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for k, v in header.items():
-        assert v["dtype"] == "F32", (k, v["dtype"])
-        b, e = v["data_offsets"]
-        out[k] = torch.from_numpy(np.frombuffer(buf[8 + n + b : 8 + n + e], dtype="<f4").copy().reshape(v["shape"]))
-    return out, meta
+    """({name: torch tensor}, metadata) from a float32 safetensors file."""
+    arrays, meta = safetensors_io.read_safetensors(path)
+    return {k: torch.from_numpy(a) for k, a in arrays.items()}, meta
 
 
 def load_reference_state(model, flow_steps, state):
