@@ -43,8 +43,12 @@ IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def resize_shorter(img, size):
-    """torchvision Resize(int) on a PIL image: the shorter side becomes `size`, bilinear (PIL antialiases)."""
+    """torchvision Resize(int) on a PIL image: the shorter side becomes `size`, bilinear (PIL antialiases).
+    Non-square images (magnetic_tile) are resized straight to size×size, as uflow does: the official
+    code only sees square images, and batches need one shape."""
     w, h = img.size
+    if w != h:
+        return img.resize((size, size), Image.BILINEAR)
     if w <= h:
         nw, nh = size, int(size * h / w)
     else:
