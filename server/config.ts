@@ -21,7 +21,7 @@
  * official trainer applies float() to them and PyYAML reads 1e-4 as a string; every other key
  * must have its YAML type.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { ModelConfig, ModelKind, RunConfig, TrainerConfig } from './protocol.js';
@@ -321,12 +321,15 @@ function readYaml(path: string): unknown {
 /**
  * A relative `tfjs:<dir>` in a config file names a folder relative to that file (as tsconfig's
  * paths do), so a config can travel with its weights; the run's saved config then holds the
- * absolute folder.
+ * absolute folder. A folder that exists only relative to the working directory (how such paths
+ * were read before) is still found there.
  */
 function resolveBackboneDir(part: ConfigOverrides, file: string): ConfigOverrides {
   const b = part.model?.backbone;
   if (b === undefined || !b.startsWith('tfjs:') || isAbsolute(b.slice(5))) return part;
-  return { ...part, model: { ...part.model, backbone: `tfjs:${resolve(dirname(file), b.slice(5))}` } };
+  const fromFile = resolve(dirname(file), b.slice(5));
+  const dir = !existsSync(fromFile) && existsSync(resolve(b.slice(5))) ? resolve(b.slice(5)) : fromFile;
+  return { ...part, model: { ...part.model, backbone: `tfjs:${dir}` } };
 }
 
 /** The configuration of a run: defaults ← YAML file ← overrides, validated. Throws ConfigError. */

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { configToYaml, defaultConfig, loadConfig, MVTEC_DEFAULT, OFFICIAL_CATEGORY_DEFAULTS, writeConfig } from '../../server/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'uflow-config-'));
@@ -147,6 +147,10 @@ test('a relative tfjs:<dir> in a config file is relative to that file; absolute 
   assert.equal(loadConfig({ category: 'x', path: rel }).model.backbone, `tfjs:${join(dir, '..', 'weights', 'mnv2')}`);
   const abs = file('abs.yaml', `model:\n  backbone: tfjs:/models/mnv2\n${body}`);
   assert.equal(loadConfig({ category: 'x', path: abs }).model.backbone, 'tfjs:/models/mnv2');
+  // a folder that exists only relative to the working directory is still found there
+  const cwdRel = relative(process.cwd(), mkdtempSync(join(dir, 'cwd-weights-')));
+  const old = file('cwd.yaml', `model:\n  backbone: tfjs:${cwdRel}\n${body}`);
+  assert.equal(loadConfig({ category: 'x', path: old }).model.backbone, `tfjs:${resolve(cwdRel)}`);
   const over = loadConfig({ category: 'x', overrides: { model: { backbone: 'tfjs:rel/mnv2', backbone_layers: ['a'], backbone_input_range: [-1, 1] } } });
   assert.equal(over.model.backbone, 'tfjs:rel/mnv2');
 });
