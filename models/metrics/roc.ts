@@ -71,29 +71,13 @@ export function rocAucSorted(s: SplitScores): number {
   const P = s.pos.length;
   const N = s.neg.length;
   if (P === 0 || N === 0) return NaN;
-  const { pos, neg } = s;
   // Σ over tie groups of dNeg · (tp before + dPos / 2), in exact integer-valued float64 halves.
   let area = 0;
   let tp = 0;
-  let ip = P - 1;
-  let ineg = N - 1;
-  while (ip >= 0 || ineg >= 0) {
-    const vp = ip >= 0 ? pos[ip]! : -Infinity;
-    const vn = ineg >= 0 ? neg[ineg]! : -Infinity;
-    const v = vp > vn ? vp : vn;
-    let dp = 0;
-    let dn = 0;
-    while (ip >= 0 && pos[ip] === v) {
-      dp++;
-      ip--;
-    }
-    while (ineg >= 0 && neg[ineg] === v) {
-      dn++;
-      ineg--;
-    }
+  walkDistinct(s, (_v, dp, dn) => {
     area += dn * (tp + dp / 2);
     tp += dp;
-  }
+  });
   return area / P / N;
 }
 
