@@ -4,25 +4,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { goldenCases, loadGolden, skipReason, type GoldenCase } from '../helpers/golden.js';
+import { goldenCases, goldenLatents, loadGolden, skipReason } from '../helpers/golden.js';
 import { assertClose, maxAbsDiff } from '../helpers/assert-close.js';
-import { nchwToNhwcArray } from '../../models/layout.js';
-import type { Latent } from '../../models/scores/latent.js';
 import { blockHalfWindow, blockLog10ProbScale, blockLogNT, blockTau, negLogNfaBlock } from '../../models/scores/nfa-block.js';
-
-/** z_scale1..S (NCHW in the file) → NHWC latents, finest first; and the file they live in. */
-function goldenLatents(g: GoldenCase): { file: string; z: Latent[] } {
-  const file = Object.keys(g.files).find((f) => g.files[f]!.has('z_scale1'));
-  assert.ok(file, `${g.name}: no z_scale1 tensor`);
-  const z: Latent[] = [];
-  for (let s = 1; g.files[file]!.has(`z_scale${s}`); s++) {
-    const shape = g.shape(file, `z_scale${s}`);
-    assert.equal(shape.length, 4, `z_scale${s} must be NCHW`);
-    const [n, c, h, w] = shape as [number, number, number, number];
-    z.push({ data: nchwToNhwcArray(g.get(file, `z_scale${s}`), shape), shape: [n, h, w, c] });
-  }
-  return { file, z };
-}
 
 for (const name of goldenCases('04_')) {
   test(`${name} block NFA (cpu math)`, { skip: skipReason() }, () => {

@@ -5,7 +5,10 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { readSafetensors, toFloat32, toFloat64, type TensorMap } from '../../models/io/safetensors.js';
+import { nchwToNhwcArray } from '../../models/layout.js';
+import type { Latent } from '../../models/scores/latent.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -62,4 +65,18 @@ export function loadGolden(name: string): GoldenCase {
     get64: (file, tensor) => toFloat64(raw(file, tensor)),
     shape: (file, tensor) => raw(file, tensor).shape,
   };
+}
+
+/** z_scale1..S (NCHW in the file) → NHWC latents, finest first; and the file they live in. */
+export function goldenLatents(g: GoldenCase): { file: string; z: Latent[] } {
+  const file = Object.keys(g.files).find((f) => g.files[f]!.has('z_scale1'));
+  assert.ok(file, `${g.name}: no z_scale1 tensor`);
+  const z: Latent[] = [];
+  for (let s = 1; g.files[file]!.has(`z_scale${s}`); s++) {
+    const shape = g.shape(file, `z_scale${s}`);
+    assert.equal(shape.length, 4, `z_scale${s} must be NCHW`);
+    const [n, c, h, w] = shape as [number, number, number, number];
+    z.push({ data: nchwToNhwcArray(g.get(file, `z_scale${s}`), shape), shape: [n, h, w, c] });
+  }
+  return { file, z };
 }
