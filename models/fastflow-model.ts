@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { RawTensor, TensorMap } from './io/safetensors.js';
-import { assertExtractorFits, type FeatureExtractor } from './backbones/types.js';
+import { assertExtractorFits, extractWith, levelSizes, type FeatureExtractor } from './backbones/types.js';
 import { FeatureNorm, FEATURE_NORM_PREFIX } from './backbones/feature-norm.js';
 import type { NamedVariable } from './flows/allinone-block.js';
 import { FastFlowFlows } from './flows/fastflow.js';
@@ -117,16 +117,12 @@ export class FastFlowModel {
 
   /** [h, w] of each feature level, finest first. */
   featureSizes(): Array<[number, number]> {
-    return this.config.scaleFactors.map((f) => {
-      const s = Math.floor(this.config.inputSize / f);
-      return [s, s];
-    });
+    return levelSizes(this.config);
   }
 
   /** Frozen backbone features (what the cache stores). */
   extract(images: tf.Tensor4D): tf.Tensor4D[] {
-    if (!this.extractor) throw new Error('FastFlowModel.extract: this model was built without a feature extractor');
-    return this.extractor.extract(images);
+    return extractWith('FastFlowModel', this.extractor, images);
   }
 
   /** Norm (if any) + per-level flows: latents (finest first), per-level log-dets [B] and their sum [B]. */

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorMap } from './io/safetensors.js';
-import { assertExtractorFits, type FeatureExtractor } from './backbones/types.js';
+import { assertExtractorFits, extractWith, levelSizes, type FeatureExtractor } from './backbones/types.js';
 import { FeatureNorm, FEATURE_NORM_PREFIX } from './backbones/feature-norm.js';
 import { UFlowGraph, normalizeReferenceKeys } from './flows/uflow-graph.js';
 import type { NamedVariable } from './flows/allinone-block.js';
@@ -64,16 +64,12 @@ export class UFlowModel {
 
   /** [h, w] of each feature level, finest first. */
   featureSizes(): Array<[number, number]> {
-    return this.config.scaleFactors.map((f) => {
-      const s = Math.floor(this.config.inputSize / f);
-      return [s, s];
-    });
+    return levelSizes(this.config);
   }
 
   /** Frozen backbone features (what the cache stores). */
   extract(images: tf.Tensor4D): tf.Tensor4D[] {
-    if (!this.extractor) throw new Error('UFlowModel.extract: this model was built without a feature extractor');
-    return this.extractor.extract(images);
+    return extractWith('UFlowModel', this.extractor, images);
   }
 
   /** Normalisation (if any) + flow on backbone features (NHWC, finest first). */

@@ -40,3 +40,17 @@ export function assertExtractorFits(
     );
   }
 }
+
+/** [h, w] of each feature level, finest first: ⌊inputSize / stride⌋, square. */
+export function levelSizes(config: { inputSize: number; scaleFactors: readonly number[] }): Array<[number, number]> {
+  return config.scaleFactors.map((f) => {
+    const s = Math.floor(config.inputSize / f);
+    return [s, s];
+  });
+}
+
+/** A model's frozen backbone features (what the feature cache stores); `model` names it in the error. */
+export function extractWith(model: string, extractor: FeatureExtractor | undefined, images: tf.Tensor4D): tf.Tensor4D[] {
+  if (!extractor) throw new Error(`${model}.extract: this model was built without a feature extractor`);
+  return extractor.extract(images);
+}
