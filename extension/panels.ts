@@ -9,6 +9,7 @@ import * as vscode from 'vscode';
 import type { Evaluation, ImageResult, RunInfo } from '../server/protocol.js';
 import type {
   CompareFromWebview,
+  GalleryFromWebview,
   ComparePair,
   CompareToWebview,
   GalleryImages,
@@ -127,13 +128,53 @@ export interface PanelContext {
   predictions: Predictions;
 }
 
-export class ResultsPanel {
-  static readonly panels = new Map<string, ResultsPanel>();
-  private readonly subs: vscode.Disposable[] = [];
-  private evaluation: Evaluation | undefined;
-  private readonly ready: Promise<void>;
+/**
+ * What the Results and Compare panels share: the webview handshake (the first 'ready' releases
+ * `ready`; a later one means the webview reloaded and needs its data again), lazily requested
+ * gallery images, and opening an image in the U-Flow Image View beside.
+ */
+abstract class GalleryPanel<ToWebview> {
+  protected readonly subs: vscode.Disposable[] = [];
+  protected readonly ready: Promise<void>;
   private markReady!: () => void;
   private wasReady = false;
+
+  protected constructor(readonly panel: vscode.WebviewPanel) {
+    this.ready = new Promise((res) => (this.markReady = res));
+  }
+
+  protected post(m: ToWebview): void {
+    void this.panel.webview.postMessage(m);
+  }
+
+  /** Sends everything the webview shows (again, after it reloaded). */
+  protected abstract resend(): void;
+  protected abstract sendImages(paths: string[]): Promise<void>;
+
+  protected async onGalleryMessage(m: GalleryFromWebview): Promise<void> {
+    switch (m.type) {
+      case 'ready':
+        if (this.wasReady) this.resend();
+        this.wasReady = true;
+        this.markReady();
+        break;
+      case 'needImages':
+        await this.sendImages(m.paths);
+        break;
+      case 'openImage':
+        await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(m.path), 'uflow.imageView', vscode.ViewColumn.Beside);
+        break;
+    }
+  }
+
+  dispose(): void {
+    for (const s of this.subs) s.dispose();
+  }
+}
+
+export class ResultsPanel extends GalleryPanel<ResultsToWebview> {
+  static readonly panels = new Map<string, ResultsPanel>();
+  private evaluation: Evaluation | undefined;
 
   static async show(ctx: PanelContext, run: RunInfo, evaluation: Evaluation): Promise<ResultsPanel> {
     let p = ResultsPanel.panels.get(run.runId);
@@ -152,11 +193,11 @@ export class ResultsPanel {
 
   constructor(
     private readonly ctx: PanelContext,
-    readonly panel: vscode.WebviewPanel,
+    panel: vscode.WebviewPanel,
     readonly run: RunInfo,
   ) {
+    super(panel);
     ResultsPanel.panels.set(run.runId, this);
-    this.ready = new Promise((res) => (this.markReady = res));
     panel.title = resultsTitle(run);
     panel.iconPath = vscode.Uri.joinPath(ctx.context.extensionUri, 'media', 'uflow.svg');
     panel.webview.options = webviewOptions(ctx.context.extensionUri, [vscode.Uri.file(run.dir)]);
@@ -167,42 +208,23 @@ export class ResultsPanel {
     );
   }
 
-  private post(m: ResultsToWebview): void {
-    void this.panel.webview.postMessage(m);
-  }
-
   async setEvaluation(evaluation: Evaluation): Promise<void> {
     this.evaluation = evaluation;
     await this.ready;
-    this.sendEvaluation();
+    this.resend();
   }
 
-  private sendEvaluation(): void {
+  protected resend(): void {
     if (!this.evaluation) return;
     this.post({ type: 'evaluation', evaluation: this.evaluation, run: this.run, title: resultsTitle(this.run) });
   }
 
   private async onMessage(m: ResultsFromWebview): Promise<void> {
-    switch (m.type) {
-      case 'ready':
-        // The first 'ready' releases setEvaluation(); a later one (the webview reloaded) needs the data again.
-        if (this.wasReady) this.sendEvaluation();
-        this.wasReady = true;
-        this.markReady();
-        break;
-      case 'needImages':
-        await this.sendImages(m.paths);
-        break;
-      case 'openImage':
-        await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(m.path), 'uflow.imageView', vscode.ViewColumn.Beside);
-        break;
-      case 'reevaluate':
-        await vscode.commands.executeCommand('uflow.evaluate', this.run.runId);
-        break;
-    }
+    if (m.type === 'reevaluate') await vscode.commands.executeCommand('uflow.evaluate', this.run.runId);
+    else await this.onGalleryMessage(m);
   }
 
-  private async sendImages(paths: string[]): Promise<void> {
+  protected async sendImages(paths: string[]): Promise<void> {
     const ev = this.evaluation;
     if (!ev) return;
     const byPath = new Map(ev.images.map((i) => [i.path, i]));
@@ -221,9 +243,9 @@ export class ResultsPanel {
     }
   }
 
-  dispose(): void {
+  override dispose(): void {
     if (ResultsPanel.panels.get(this.run.runId) === this) ResultsPanel.panels.delete(this.run.runId);
-    for (const s of this.subs) s.dispose();
+    super.dispose();
   }
 }
 
@@ -261,12 +283,8 @@ async function galleryImages(ctx: PanelContext, webview: vscode.Webview, run: Ru
 // ---------------------------------------------------------------------------------------------
 // Compare: two evaluated runs of the same dataset side by side (metrics and maps)
 
-export class ComparePanel {
+export class ComparePanel extends GalleryPanel<CompareToWebview> {
   static readonly panels = new Map<string, ComparePanel>();
-  private readonly subs: vscode.Disposable[] = [];
-  private readonly ready: Promise<void>;
-  private markReady!: () => void;
-  private wasReady = false;
   readonly key: string;
 
   static async show(ctx: PanelContext, a: RunInfo, evA: Evaluation, b: RunInfo, evB: Evaluation): Promise<ComparePanel> {
@@ -284,7 +302,7 @@ export class ComparePanel {
     p.evA = evA;
     p.evB = evB;
     await p.ready;
-    p.send();
+    p.resend();
     return p;
   }
 
@@ -293,47 +311,27 @@ export class ComparePanel {
 
   private constructor(
     private readonly ctx: PanelContext,
-    readonly panel: vscode.WebviewPanel,
+    panel: vscode.WebviewPanel,
     readonly a: RunInfo,
     readonly b: RunInfo,
   ) {
+    super(panel);
     this.key = `${a.runId}|${b.runId}`;
     ComparePanel.panels.set(this.key, this);
-    this.ready = new Promise((res) => (this.markReady = res));
     panel.iconPath = vscode.Uri.joinPath(ctx.context.extensionUri, 'media', 'uflow.svg');
     panel.webview.html = webviewHtml(panel.webview, ctx.context.extensionUri, 'compare', compareTitle(a, b));
     this.subs.push(
-      panel.webview.onDidReceiveMessage((m: CompareFromWebview) => this.onMessage(m)),
+      panel.webview.onDidReceiveMessage((m: CompareFromWebview) => this.onGalleryMessage(m)),
       panel.onDidDispose(() => this.dispose()),
     );
   }
 
-  private post(m: CompareToWebview): void {
-    void this.panel.webview.postMessage(m);
-  }
-
-  private send(): void {
+  protected resend(): void {
     if (!this.evA || !this.evB) return;
     this.post({ type: 'compare', a: { run: this.a, evaluation: this.evA }, b: { run: this.b, evaluation: this.evB }, title: compareTitle(this.a, this.b) });
   }
 
-  private async onMessage(m: CompareFromWebview): Promise<void> {
-    switch (m.type) {
-      case 'ready':
-        if (this.wasReady) this.send();
-        this.wasReady = true;
-        this.markReady();
-        break;
-      case 'needImages':
-        await this.sendImages(m.paths);
-        break;
-      case 'openImage':
-        await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(m.path), 'uflow.imageView', vscode.ViewColumn.Beside);
-        break;
-    }
-  }
-
-  private async sendImages(paths: string[]): Promise<void> {
+  protected async sendImages(paths: string[]): Promise<void> {
     if (!this.evA || !this.evB) return;
     const byA = new Map(this.evA.images.map((i) => [i.path, i]));
     const byB = new Map(this.evB.images.map((i) => [i.path, i]));
@@ -358,9 +356,9 @@ export class ComparePanel {
     }
   }
 
-  dispose(): void {
+  override dispose(): void {
     if (ComparePanel.panels.get(this.key) === this) ComparePanel.panels.delete(this.key);
-    for (const s of this.subs) s.dispose();
+    super.dispose();
   }
 }
 

@@ -86,11 +86,10 @@ export type ResultsToWebview =
   | { type: 'images'; images: Record<string, GalleryImages> }
   | { type: 'error'; message: string };
 
-export type ResultsFromWebview =
-  | { type: 'ready' }
-  | { type: 'needImages'; paths: string[] }
-  | { type: 'openImage'; path: string }
-  | { type: 'reevaluate' };
+/** What the gallery webviews (Results, Compare) both send: the handshake, lazy images, open an image. */
+export type GalleryFromWebview = { type: 'ready' } | { type: 'needImages'; paths: string[] } | { type: 'openImage'; path: string };
+
+export type ResultsFromWebview = GalleryFromWebview | { type: 'reevaluate' };
 
 export interface ResultsState {
   runId?: string;
@@ -122,7 +121,7 @@ export type CompareToWebview =
   | { type: 'compare'; a: CompareSide; b: CompareSide; title: string }
   | { type: 'images'; images: Record<string, ComparePair> };
 
-export type CompareFromWebview = { type: 'ready' } | { type: 'needImages'; paths: string[] } | { type: 'openImage'; path: string };
+export type CompareFromWebview = GalleryFromWebview;
 
 // ---------------------------------------------------------------------------------------------
 // Image view (custom editor)
