@@ -9,7 +9,7 @@
 import yargs, { type Argv } from 'yargs';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Evaluation, ModelKind, RunInfo, TrainingUpdate } from './protocol.js';
+import type { Evaluation, ModelKind, NfaVariant, RunInfo, TrainingUpdate } from './protocol.js';
 import {
   evaluate,
   listRuns,
@@ -224,6 +224,7 @@ async function cmdEvaluate(argv: Record<string, unknown>): Promise<number> {
         category: t.category,
         datasetPath: dataGiven ? resolve(String(argv.data)) : undefined,
         highPrecision: Boolean(argv.hp),
+        nfa: argv.nfa as NfaVariant | undefined,
         checkpoint: (argv.checkpoint as 'best' | 'last' | undefined) ?? 'best',
         backend: argv.backend as string | undefined,
         onProgress: argv.json ? undefined : (done, total, msg) => {
@@ -264,13 +265,13 @@ async function cmdPredict(argv: Record<string, unknown>): Promise<number> {
     images,
     datasetPath: argv.data === undefined ? undefined : resolve(String(argv.data)),
     outDir,
+    nfa: argv.nfa as 'calibrated' | 'tree' | undefined,
     backend: argv.backend as string | undefined,
   });
   if (argv.json) out(JSON.stringify(res, null, 2));
   else {
-    out(`run ${res.runId}${res.outDir ? `, PNGs in ${res.outDir}` : ''}`);
-    out(`${'score'.padStart(8)}  ${'max -logNFA'.padStart(11)}  ${'detected'.padStart(8)}  image`);
-    for (const r of res.images) out(`${r.score.toFixed(4).padStart(8)}  ${r.maxNegLogNfa.toFixed(2).padStart(11)}  ${(r.anomalous ? 'yes' : 'no').padStart(8)}  ${r.imagePath}`);
+    out(`run ${res.runId} · detection: ${res.nfaVariant === 'calibrated' ? 'calibrated NFA (held-out normal images)' : `the paper’s ${res.nfaVariant} NFA (not calibrated)`}${res.outDir ? ` · PNGs in ${res.outDir}` : ''}`);
+    for (const r of res.images) out(`${r.imagePath}: ${r.verdict} (score ${r.score.toFixed(4)})`);
   }
   return 0;
 }
@@ -407,6 +408,7 @@ export function buildParser(args: string[]): Argv {
           .option('cat', { alias: 'categories', type: 'string', requiresArg: true, array: true, describe: 'categories (default: every category with a run)' })
           .option('data', { type: 'string', requiresArg: true, describe: "dataset folder (default: the run's)" })
           .option('hp', { alias: 'high-precision', type: 'boolean', default: false, describe: 'high-precision NFA for the segmentation and mIoU: the block (binomial-window) NFA with the exact continuous tail, as the original -hp; default: the tree NFA of the official evaluate.py' })
+          .option('nfa', { type: 'string', requiresArg: true, choices: ['calibrated', 'tree', 'block', 'block-hp'], describe: "detection for the segmentation and mIoU: calibrated (default: the null fitted on the run's held-out normal images), or the paper's tree / block / block-hp NFA under N(0, I)" })
           .option('run', { type: 'string', requiresArg: true, describe: 'run id (default: the newest finished run of the category)' })
           .option('checkpoint', { type: 'string', requiresArg: true, choices: ['best', 'last'], default: 'best', describe: 'best: each metric from the checkpoint selected on it (as the official evaluate.py); last: the final one' })
           .option('json', { type: 'boolean', default: false, describe: 'print evaluation.json' }),
@@ -423,6 +425,7 @@ export function buildParser(args: string[]): Argv {
           .option('run', { type: 'string', requiresArg: true, describe: 'run id' })
           .option('checkpoint', { type: 'string', requiresArg: true, describe: 'a released U-Flow checkpoint (models/<metric>/<category>.ckpt, MS-CaiT inside) instead of a run' })
           .option('out', { type: 'string', requiresArg: true, describe: 'write PNGs (heatmap overlay, -log NFA, segmentation) here' })
+          .option('nfa', { type: 'string', requiresArg: true, choices: ['calibrated', 'tree'], describe: "detection: calibrated (default, the run's saved calibration) or the paper's tree NFA" })
           .option('json', { type: 'boolean', default: false }),
       ),
     ),

@@ -86,6 +86,8 @@ export function defaultConfig(category: string, model: ModelKind = 'uflow'): Run
         validate_every: 1,
         patience: 3,
         seed: 0,
+        holdout: 0.1,
+        holdout_min: 5,
       },
     };
   }
@@ -106,6 +108,8 @@ export function defaultConfig(category: string, model: ModelKind = 'uflow'): Run
       validate_every: 1,
       patience: 20,
       seed: 0,
+      holdout: 0.1,
+      holdout_min: 5,
     },
   };
 }
@@ -136,6 +140,11 @@ const nonNegNumber =
     const n = numberish(v, allowString);
     return n !== undefined && n >= 0 ? { ok: true, value: n } : { ok: false, want: 'a number ≥ 0' };
   };
+
+const fraction: Check = (v) => {
+  const n = numberish(v, true);
+  return n !== undefined && n >= 0 && n <= 0.5 ? { ok: true, value: n } : { ok: false, want: 'a fraction between 0 and 0.5' };
+};
 
 export const BACKBONE_NAMES = ['resnet18', 'wide_resnet50_2', 'mcait', 'cait', 'deit', 'builtin:filters'] as const;
 const backbone: Check = (v) =>
@@ -175,6 +184,8 @@ const TRAINER_KEYS: Record<keyof TrainerConfig, Check> = {
   validate_every: nonNegInt,
   patience: nonNegInt,
   seed: nonNegInt,
+  holdout: fraction,
+  holdout_min: nonNegInt,
 };
 
 const SECTIONS = { model: MODEL_KEYS, trainer: TRAINER_KEYS } as const;
@@ -362,6 +373,8 @@ const TRAINER_ORDER: Array<keyof TrainerConfig> = [
   'validate_every',
   'patience',
   'seed',
+  'holdout',
+  'holdout_min',
 ];
 
 /** The config as YAML text (official key order; unset optional keys left out). */

@@ -9,6 +9,9 @@
  */
 import type {
   Evaluation,
+  FalseAlarms,
+  NfaVariant,
+  ThresholdEvaluation,
   ImageResult,
   ModelConfig,
   ModelKind,
@@ -33,8 +36,13 @@ import { configFromExtractor } from '../models/uflow-model.js';
 import { loadFeatures, type FeatureSet } from '../models/train/feature-cache.js';
 import { ParallelTrainer } from '../models/train/parallel.js';
 import { runTraining, type ValidationResult } from '../models/train/trainer.js';
-import { computeMaps, computeMetricSet, mapsOfLatents, sameMaps, type MapSet } from '../models/train/evaluate.js';
+import { computeMaps, computeMetricSet, latentsOf, mapsOfLatents, sameMaps, type MapSet, type NfaMode } from '../models/train/evaluate.js';
 import { generateDemoDataset } from '../models/data/demo-dataset.js';
+import { splitByNames, splitHoldout } from '../models/data/holdout.js';
+import { fitNull, type NullFit } from '../models/scores/nfa-calibrated.js';
+import { falseAlarmStats } from '../models/metrics/false-alarms.js';
+import { regionsOf, thresholdSummary } from '../models/train/threshold-report.js';
+import { fitAndSave, savedCalibration, summaryOf, type CalibrationEntry } from './calibration.js';
 import { writeHtmlReport } from './report.js';
 import { DatasetError, datasetFingerprint, detectLayout, listSplit, type SplitItem } from '../models/data/dataset.js';
 import {
@@ -203,13 +211,20 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     const cfg = run.config;
     const ds = splitsOf(run.datasetPath);
     if (ds.train.length === 0) throw new PipelineError(`${run.datasetPath}: no training images (train/good is empty)`, 'BadDataset');
-    log(`run ${run.runId}: ${ds.train.length} training images, ${ds.test.length} test images; backbone ${cfg.model.backbone} at ${cfg.model.input_size}, ${engine.backend} on ${engine.device}`);
+    const split = run.holdout
+      ? splitByNames(ds.train, run.holdout.images)
+      : splitHoldout(ds.train, { fraction: cfg.trainer.holdout ?? 0, min: cfg.trainer.holdout_min ?? 5, seed: cfg.trainer.seed });
+    if (!run.holdout) save({ holdout: { images: split.holdout.map((i) => basename(i.path)), fraction: cfg.trainer.holdout ?? 0, seed: cfg.trainer.seed } });
+    log(
+      `run ${run.runId}: ${split.train.length} training images, ${split.holdout.length} held out for calibration, ${ds.test.length} test images; backbone ${cfg.model.backbone} at ${cfg.model.input_size}, ${engine.backend} on ${engine.device}`,
+    );
+    if (!split.holdout.length) log('no held-out images (trainer.holdout 0 or fewer than 4 training images): detection will use the paper’s uncalibrated tree NFA');
     const extractor = await buildExtractor(cfg, opts.signal, log);
     disposables.push(extractor);
     const featureProgress = (what: string) => (done: number, total: number, computed: boolean) => {
       if (computed || done === total) hooks.onUpdate?.({ ...base, phase: 'features', epoch: run.epochsDone, epochs: cfg.trainer.epochs, step: done, steps: total, message: what });
     };
-    const trainFeatures = await loadFeatures(ds.train.map((i) => i.path), {
+    const trainFeatures = await loadFeatures(split.train.map((i) => i.path), {
       trainDir,
       extractor,
       extractorId: extractorId(cfg),
@@ -218,6 +233,11 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
       onProgress: featureProgress('training images'),
     });
     disposables.push(trainFeatures);
+    let holdoutFeatures: FeatureSet | undefined;
+    if (split.holdout.length) {
+      holdoutFeatures = await loadFeatures(split.holdout.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal: opts.signal, onProgress: featureProgress('held-out images') });
+      disposables.push(holdoutFeatures);
+    }
     const validateEvery = cfg.trainer.validate_every;
     let validation: ValidationData | undefined;
     if (validateEvery > 0 && ds.test.length > 0) {
@@ -264,7 +284,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
         seed: cfg.trainer.seed,
         optimizerState: optimizerTensors,
         validateEvery,
-        validate: validation ? (epoch) => validateModel(model, validation!, epoch, opts.signal) : undefined,
+        validate: validation ? (epoch) => validateModel(model, validation!, epoch, opts.signal, holdoutFeatures) : undefined,
         patience: cfg.trainer.patience,
         earlyStopState: earlyStopStateOf(run.dir, startEpoch),
         signal: opts.signal,
@@ -299,6 +319,15 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
       },
     );
     const state: RunState = outcome.state;
+    if (holdoutFeatures && outcome.state !== 'failed' && outcome.epochsDone > 0) {
+      try {
+        const entry = await calibrateCheckpoints(run, extractor, holdoutFeatures, opts.signal);
+        save({ calibration: summaryOf(entry, split.holdout.length) });
+        if (entry) log(`calibrated the detection threshold: ${summaryOf(entry, split.holdout.length).description}`);
+      } catch (e) {
+        log(`calibration failed (${userMessage(e)}): evaluate and predict will calibrate again`);
+      }
+    } else if (!split.holdout.length) save({ calibration: summaryOf(undefined, 0) });
     save({ state, pid: undefined, error: outcome.state === 'failed' ? outcome.message : undefined, epochsDone: outcome.epochsDone });
     if (outcome.message && outcome.state !== 'failed') log(outcome.message);
     hooks.onUpdate?.({ ...base, phase: 'done', epoch: run.epochsDone, epochs: cfg.trainer.epochs, step: 0, steps: 0, best: { ...run.best }, message: outcome.state === 'failed' ? outcome.message : outcome.state });
@@ -498,13 +527,72 @@ async function loadValidationData(
   }
 }
 
-async function validateModel(model: AnomalyModel, v: ValidationData, epoch: number, signal?: AbortSignal): Promise<ValidationResult> {
+async function validateModel(model: AnomalyModel, v: ValidationData, epoch: number, signal?: AbortSignal, holdout?: FeatureSet): Promise<ValidationResult> {
   void epoch;
-  const maps = await computeMaps(model, v.features.levels, { targetSize: v.targetSize, nfa: 'tree', signal });
+  // mIoU at the threshold the run will use: calibrated on the held-out images of this epoch's model.
+  const calibration = holdout ? fitNull(await latentsOf(model, holdout.levels, 8, signal)) : undefined;
+  const maps = await computeMaps(model, v.features.levels, { targetSize: v.targetSize, nfa: calibration ? 'calibrated' : 'tree', calibration, signal });
   const m = computeMetricSet(v.items, v.masks, sameMaps(maps), { curves: false }).overall;
   const r: ValidationResult = {};
   for (const k of ['image_auroc', 'pixel_auroc', 'aupro', 'miou'] as const) if (m[k] !== null) r[k] = m[k]!;
   return r;
+}
+
+/** The checkpoint files of a run that exist (last first). */
+function checkpointFiles(run: RunInfo): string[] {
+  return [RUN_FILES.checkpoint, ...METRIC_NAMES.map((m) => RUN_FILES.best(m))].map((f) => join(run.dir, f)).filter((f) => existsSync(f));
+}
+
+/** Fits the calibration of every checkpoint of the run; returns the one predict uses. */
+async function calibrateCheckpoints(run: StoredRun, extractor: FeatureExtractor, holdout: FeatureSet, signal?: AbortSignal): Promise<CalibrationEntry | undefined> {
+  const names = run.holdout?.images ?? [];
+  let main: CalibrationEntry | undefined;
+  for (const file of checkpointFiles(run)) {
+    let entry = savedCalibration(run.dir, file);
+    if (!entry) {
+      const { model } = loadCheckpointChecked(file, extractor);
+      try {
+        entry = fitAndSave(run.dir, file, names, await latentsOf(model, holdout.levels, 8, signal), TARGET_SIZE);
+      } finally {
+        model.dispose();
+      }
+    }
+    if (file === predictorCheckpoint(run)) main = entry;
+  }
+  return main;
+}
+
+/** The held-out images of a run that still exist in its dataset. */
+function holdoutItems(run: RunInfo, categoryDir = run.datasetPath): SplitItem[] {
+  if (!run.holdout?.images.length || !existsSync(categoryDir)) return [];
+  try {
+    return splitByNames(listSplit(categoryDir, 'train'), run.holdout.images).holdout;
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The calibration of one checkpoint: saved in the run, else fitted now on the held-out images (and
+ * saved); undefined when the run has none (made with trainer.holdout 0, or before it existed).
+ */
+async function calibrationFor(run: RunInfo, file: string, model: AnomalyModel, extractor: FeatureExtractor, trainDir: string, signal?: AbortSignal): Promise<CalibrationEntry | undefined> {
+  const saved = savedCalibration(run.dir, file);
+  if (saved) return saved;
+  const items = holdoutItems(run);
+  if (items.length < 2) return undefined;
+  const feats = await loadFeatures(items.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(run.config), loadImage: tensorImageLoader, signal });
+  try {
+    return fitAndSave(run.dir, file, run.holdout!.images, await latentsOf(model, feats.levels, 8, signal), TARGET_SIZE);
+  } finally {
+    feats.dispose();
+  }
+}
+
+/** The checkpoint predict and the hover use: best-pixel_auroc when training validated, else the last. */
+function predictorCheckpoint(run: RunInfo): string {
+  const best = join(run.dir, RUN_FILES.best('pixel_auroc'));
+  return existsSync(best) ? best : join(run.dir, RUN_FILES.checkpoint);
 }
 
 /** Early-stopping position after `epoch` from metrics.jsonl (resume). */
@@ -531,8 +619,13 @@ export interface EvaluateOptions {
   category?: string;
   /** Default: the run's dataset. */
   datasetPath?: string;
-  /** Exact (continuous-relaxation) tail probabilities in the NFA; slower. */
+  /** Exact (continuous-relaxation) tail probabilities in the NFA; slower. The same as nfa 'block-hp'. */
   highPrecision?: boolean;
+  /**
+   * The detection: 'calibrated' (default: the null fitted on the run's held-out normal images; the
+   * paper's tree when the run has none) or the paper's computation ('tree', 'block', 'block-hp').
+   */
+  nfa?: NfaVariant;
   /**
    * 'best' (default, as the official evaluate.py): each metric from the checkpoint selected on it
    * during training (best-<metric>.safetensors), falling back to the last; 'last': checkpoint.safetensors.
@@ -600,7 +693,10 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
   const progress = (msg: string) => (done: number, total: number) => opts.onProgress?.(done, total, msg);
   const extractor = await buildExtractor(run.config, opts.signal, () => {});
   const T = TARGET_SIZE;
-  const nfaMode = opts.highPrecision ? 'block-hp' : 'tree';
+  let nfaMode: NfaVariant = opts.highPrecision ? 'block-hp' : (opts.nfa ?? 'calibrated');
+  let calibration: CalibrationEntry | undefined;
+  let holdoutAlarms: FalseAlarms | undefined;
+  const holdout = holdoutItems(run);
   try {
     const data = await loadValidationData(items, trainDir, extractor, run.config, opts.signal, (d, t) => progress('features')(d, t));
     try {
@@ -611,10 +707,18 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
       for (const [file, metrics] of byFile) {
         const { model } = loadCheckpointChecked(file, extractor);
         try {
+          const withNfa = metrics.includes('miou');
+          if (withNfa && nfaMode === 'calibrated') {
+            calibration = await calibrationFor(run, file, model, extractor, trainDir, opts.signal);
+            if (!calibration) nfaMode = 'tree';
+            else holdoutAlarms = calibration.holdoutFalseAlarms;
+          }
+          if (withNfa && nfaMode !== 'calibrated' && holdout.length) holdoutAlarms = await officialHoldoutAlarms(model, holdout, nfaMode, trainDir, extractor, run.config, opts.signal);
           const maps = await computeMaps(model, data.features.levels, {
             targetSize: T,
             batchSize: run.config.trainer.batch_val,
-            nfa: metrics.includes('miou') ? nfaMode : 'none',
+            nfa: withNfa ? nfaMode : 'none',
+            calibration: calibration?.fit,
             signal: opts.signal,
             onProgress: progress(`maps (${basename(file)})`),
           });
@@ -626,6 +730,25 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
       const aurocMaps = mapsOf.get('pixel_auroc')!;
       const nfaMaps = mapsOf.get('miou')!;
       const result = computeMetricSet(items, data.masks, { image: mapsOf.get('image_auroc')!, pixel: aurocMaps, pro: mapsOf.get('aupro')!, nfa: nfaMaps }, { curves: true, perDefect: true });
+      opts.onProgress?.(0, 1, 'threshold evidence');
+      const ts = thresholdSummary(items, data.masks, nfaMaps.negLogNfa!, T, 0);
+      const goodIdx = items.map((it, i) => (it.label === 0 ? i : -1)).filter((i) => i >= 0);
+      const worstPath = (w: FalseAlarms['worst'], paths: string[]) => (w ? { ...w, path: paths[w.index] } : null);
+      const threshold: ThresholdEvaluation = {
+        variant: nfaMode,
+        calibration:
+          nfaMode === 'calibrated'
+            ? summaryOf(calibration, holdout.length)
+            : { variant: nfaMode, description: calibrationSummaryOfficial(nfaMode, opts.nfa, holdout.length), images: 0 },
+        automatic: 0,
+        falseAlarms: {
+          testGood: { ...ts.falseAlarms.testGood, worst: worstPath(ts.falseAlarms.testGood.worst, goodIdx.map((i) => items[i]!.path)) },
+          ...(holdoutAlarms ? { holdout: { ...holdoutAlarms, worst: worstPath(holdoutAlarms.worst, holdout.map((i) => i.path)) } } : {}),
+        },
+        miou: ts.miou,
+        perDefect: ts.perDefect,
+        curve: ts.curve,
+      };
       const images: ImageResult[] = [];
       const writeMaps = opts.writeMaps !== false;
       for (let i = 0; i < items.length; i++) {
@@ -640,6 +763,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
           detectedPixels: result.perImage[i]!.detectedPixels,
           iou: result.perImage[i]!.iou,
           ...(it.maskPath ? { maskPath: it.maskPath } : {}),
+          regions: regionsOf(nfaMaps.negLogNfa![i]!, T, T),
         };
         if (writeMaps) r.maps = await writeImageMaps(run.dir, it, aurocMaps.anomaly[i]!, nfaMaps.negLogNfa![i]!, T, mapRangeOf(run.model));
         images.push(r);
@@ -659,6 +783,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
         images,
         checkpoints: Object.fromEntries(METRIC_NAMES.map((m) => [m, basename(ckpts[m])])),
         nfa: nfaMode,
+        threshold,
       };
       atomicWriteJson(join(run.dir, RUN_FILES.evaluation), ev);
       return ev;
@@ -672,6 +797,25 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
     extractor.dispose();
     const leaked = tf.memory().numTensors - before;
     if (leaked > 0) process.emitWarning(`uflow evaluate: ${leaked} tensors left behind`);
+  }
+}
+
+/** Why an official variant is in use, for the record. */
+function calibrationSummaryOfficial(used: NfaVariant, asked: NfaVariant | undefined, holdout: number): string {
+  if (asked === undefined || asked === 'calibrated') {
+    return holdout ? 'calibration asked for but the held-out images could not be read: the paper’s tree NFA under N(0, I)' : 'no held-out normal images in this run: the paper’s tree NFA under N(0, I), not calibrated';
+  }
+  return `the paper’s ${used} NFA under N(0, I), as asked (--nfa ${used}); not calibrated`;
+}
+
+/** False alarms of an official variant on the held-out normal images (measured directly: nothing was fitted on them). */
+async function officialHoldoutAlarms(model: AnomalyModel, items: SplitItem[], nfa: NfaMode, trainDir: string, extractor: FeatureExtractor, cfg: RunConfig, signal?: AbortSignal): Promise<FalseAlarms> {
+  const feats = await loadFeatures(items.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal });
+  try {
+    const maps = await computeMaps(model, feats.levels, { targetSize: TARGET_SIZE, nfa, signal });
+    return { ...falseAlarmStats(maps.negLogNfa!, TARGET_SIZE, TARGET_SIZE, 0), folds: 0 };
+  } finally {
+    feats.dispose();
   }
 }
 
@@ -735,6 +879,8 @@ async function writeImageMaps(dir: string, it: SplitItem, anomaly: Float32Array,
 
 export interface PredictorOptions {
   trainDir: string;
+  /** 'tree': the paper's NFA even when the run is calibrated; default: the run's calibration. */
+  nfa?: 'calibrated' | 'tree';
   /** Default: the newest finished run (of `category` when given). */
   runId?: string;
   category?: string;
@@ -758,7 +904,14 @@ export class Predictor {
     readonly bytes: number,
     /** The checkpoint file used. */
     readonly checkpoint: string,
+    /** The null fitted on the run's held-out images (absent: the paper's tree NFA). */
+    readonly calibration?: NullFit,
   ) {}
+
+  /** The detection in use. */
+  get nfaVariant(): NfaVariant {
+    return this.calibration ? 'calibrated' : 'tree';
+  }
 
   /**
    * Opens the run's model: best-pixel_auroc.safetensors when training validated, else the last
@@ -767,16 +920,20 @@ export class Predictor {
   static async open(opts: PredictorOptions): Promise<Predictor> {
     const trainDir = resolve(opts.trainDir);
     const run = pickRun(trainDir, opts.runId, opts.category);
-    const best = join(run.dir, RUN_FILES.best('pixel_auroc'));
-    const file = existsSync(best) ? best : join(run.dir, RUN_FILES.checkpoint);
+    const file = predictorCheckpoint(run);
     if (!existsSync(file)) throw new PipelineError(`run ${run.runId} has no checkpoint yet (${file}): it has not completed an epoch`, 'NotFound');
     await ensureEngine(opts.backend);
     const before = tf.memory().numBytes;
     const extractor = await buildExtractor(run.config, undefined, () => {});
+    let model: AnomalyModel | undefined;
     try {
-      const { model } = loadCheckpointChecked(file, extractor);
-      return new Predictor(run, extractor, model, Math.max(0, tf.memory().numBytes - before), file);
+      model = loadCheckpointChecked(file, extractor).model;
+      const bytes = Math.max(0, tf.memory().numBytes - before);
+      // Saved with the run (fitted once, at the end of training, or here on first use and saved).
+      const cal = opts.nfa === 'tree' ? undefined : await calibrationFor(run, file, model, extractor, trainDir);
+      return new Predictor(run, extractor, model, bytes, file, cal?.fit);
     } catch (e) {
+      model?.dispose();
       extractor.dispose();
       throw e;
     }
@@ -853,7 +1010,7 @@ export class Predictor {
     const z = tf.tidy(() => this.model.forward(tf.tensor4d(input, [1, S, S, 3])).z);
     let maps: { anomaly: Float32Array[]; negLogNfa?: Float32Array[] };
     try {
-      maps = await mapsOfLatents(z, T, 'tree', undefined, (zz, s) => this.model.anomalyMap(zz, s));
+      maps = await mapsOfLatents(z, T, this.nfaVariant, undefined, (zz, s) => this.model.anomalyMap(zz, s), this.calibration);
     } finally {
       tf.dispose(z);
     }
@@ -879,6 +1036,8 @@ export class Predictor {
       nfaMapPng: pngDataUri(heatmapPng(nfaFull, w, h, { range: nfaRange(nfa) })),
       segmentationPng: pngDataUri(encodePng(drawContour(original, det, { thickness }), w, h, 3)),
       mapSize: T,
+      regions: regionsOf(nfa, T, T),
+      nfaVariant: this.nfaVariant,
       ...(opts.includeRaw ? { anomalyMap: Array.from(anomaly), negLogNfaMap: Array.from(nfa) } : {}),
     };
   }
@@ -911,7 +1070,37 @@ export interface PredictFolderOptions extends PredictorOptions {
 export interface PredictFolderResult {
   runId: string;
   outDir?: string;
-  images: Array<{ imagePath: string; score: number; maxNegLogNfa: number; anomalous: boolean; files?: string[] }>;
+  /** 'calibrated' or the paper's variant used. */
+  nfaVariant: NfaVariant;
+  images: Array<{
+    imagePath: string;
+    score: number;
+    maxNegLogNfa: number;
+    anomalous: boolean;
+    /** One line: 'defect: 2 regions, strongest −log NFA 14.2 at (120, 40, 18×9)' or 'no defect (max −log NFA −1.3)'. */
+    verdict: string;
+    /** Detected regions in the image's own pixels: bounding box, area and −log NFA. */
+    regions: Array<{ box: [number, number, number, number]; area: number; maxNegLogNfa: number }>;
+    files?: string[];
+  }>;
+}
+
+/** A prediction's regions in the image's own pixels (they are found at the map size). */
+function regionsInImage(pr: Prediction): PredictFolderResult['images'][number]['regions'] {
+  const sx = pr.width / pr.mapSize;
+  const sy = pr.height / pr.mapSize;
+  return (pr.regions ?? []).map((r) => ({
+    box: [Math.floor(r.box[0] * sx), Math.floor(r.box[1] * sy), Math.max(1, Math.round(r.box[2] * sx)), Math.max(1, Math.round(r.box[3] * sy))],
+    area: Math.round(r.area * sx * sy),
+    maxNegLogNfa: r.maxNegLogNfa,
+  }));
+}
+
+/** The one-line verdict of a prediction. */
+export function verdictOf(maxNegLogNfa: number, regions: PredictFolderResult['images'][number]['regions']): string {
+  if (!regions.length) return `no defect (max −log NFA ${maxNegLogNfa.toFixed(1)} ≤ 0)`;
+  const r = regions.reduce((a, b) => (b.maxNegLogNfa > a.maxNegLogNfa ? b : a));
+  return `defect: ${regions.length} region${regions.length > 1 ? 's' : ''}, strongest −log NFA ${r.maxNegLogNfa.toFixed(1)} at (${r.box[0]}, ${r.box[1]}) ${r.box[2]}×${r.box[3]} px`;
 }
 
 export async function predictFolder(opts: PredictFolderOptions): Promise<PredictFolderResult> {
@@ -925,12 +1114,13 @@ export async function predictFolder(opts: PredictFolderOptions): Promise<Predict
       if (!images.length) throw new PipelineError(`${dir}: no test images to predict: pass --image <file>`, 'BadDataset');
     }
     for (const p of images) if (!existsSync(p)) throw new PipelineError(`${p}: no such image file`, 'BadDataset');
-    const out: PredictFolderResult = { runId: predictor.run.runId, outDir: opts.outDir, images: [] };
+    const out: PredictFolderResult = { runId: predictor.run.runId, outDir: opts.outDir, nfaVariant: predictor.nfaVariant, images: [] };
     if (opts.outDir) mkdirSync(opts.outDir, { recursive: true });
     const used = new Set<string>();
     for (const p of images) {
       const pr = await predictor.predict(p);
-      const r: PredictFolderResult['images'][number] = { imagePath: p, score: pr.score, maxNegLogNfa: pr.maxNegLogNfa, anomalous: pr.maxNegLogNfa > 0 };
+      const regions = regionsInImage(pr);
+      const r: PredictFolderResult['images'][number] = { imagePath: p, score: pr.score, maxNegLogNfa: pr.maxNegLogNfa, anomalous: pr.maxNegLogNfa > 0, verdict: verdictOf(pr.maxNegLogNfa, regions), regions };
       if (opts.outDir) {
         let stem = basename(p).replace(/\.[^.]+$/, '');
         if (used.has(stem)) stem = `${basename(join(p, '..'))}_${stem}`;

@@ -43,6 +43,13 @@ export interface TrainerConfig {
   /** Early stopping patience on pixel AUROC, in validations (0: off). */
   patience: number;
   seed: number;
+  /**
+   * Fraction of train/good held out of training to calibrate the detection threshold and measure
+   * its false alarms (default 0.1; 0: none). Absent in runs made before it existed (none).
+   */
+  holdout?: number;
+  /** At least this many held-out images when the dataset allows (default 5). */
+  holdout_min?: number;
 }
 
 export interface RunConfig {
@@ -126,6 +133,30 @@ export interface RunInfo {
   versions: Record<string, string>;
   best: ValidationMetrics & { epoch?: number };
   error?: string;
+  /** Normal images of train/good kept out of training (calibration and false-alarm checks). */
+  holdout?: HoldoutInfo;
+  /** How the detection threshold was calibrated (calibration.json holds the fit). */
+  calibration?: CalibrationSummary;
+}
+
+export interface HoldoutInfo {
+  /** File names in train/good. */
+  images: string[];
+  fraction: number;
+  seed: number;
+}
+
+/** The NFA computations: `calibrated` (the product default) or the paper's (`tree`, `block`, `block-hp`). */
+export type NfaVariant = 'calibrated' | 'tree' | 'block' | 'block-hp';
+
+export interface CalibrationSummary {
+  /** 'calibrated' when a fit exists; otherwise the official variant used instead, and why. */
+  variant: NfaVariant;
+  /** One line for people: what the null was fitted on and how. */
+  description: string;
+  /** Held-out images it was fitted on. */
+  images: number;
+  fittedAt?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,6 +186,8 @@ export interface ImageResult {
   detectedPixels: number;
   iou: number;
   maskPath?: string;
+  /** Regions detected at the automatic threshold (log NFA < 0), at the evaluation size, largest first. */
+  regions?: DetectedRegion[];
   /** Cached PNGs, relative to the run folder. */
   maps?: { anomaly: string; nfa: string; segmentation: string; overlay?: string };
 }
@@ -171,6 +204,40 @@ export interface Evaluation {
   perDefect: Record<string, MetricSet>;
   curves: { roc: CurvePoint[]; pro: CurvePoint[]; pixelRoc: CurvePoint[] };
   images: ImageResult[];
+  /** The automatic threshold and the evidence for it (absent in evaluations made before it existed). */
+  threshold?: ThresholdEvaluation;
+}
+
+export interface DetectedRegion {
+  /** x, y, width, height at the map size. */
+  box: [number, number, number, number];
+  area: number;
+  maxNegLogNfa: number;
+}
+
+/** False alarms of the detection on normal images. */
+export interface FalseAlarms {
+  images: number;
+  /** Mean detected regions per image. */
+  meanRegions: number;
+  worst: { index: number; regions: number; path?: string } | null;
+  /** Fraction of images with any detection. */
+  imagesWithDetections: number;
+  /** Fraction of their pixels flagged. */
+  pixelFraction: number;
+  /** Held-out images: the number of cross-fitting folds (0: measured in sample or not at all). */
+  folds?: number;
+}
+
+export interface ThresholdEvaluation {
+  variant: NfaVariant;
+  calibration: CalibrationSummary;
+  /** On −log10 NFA: 0 ⇔ log NFA < 0. */
+  automatic: number;
+  falseAlarms: { testGood: FalseAlarms; holdout?: FalseAlarms };
+  miou: { automatic: number | null; oracle: { miou: number; threshold: number } | null };
+  perDefect: Record<string, { automatic: number; oracle: { miou: number; threshold: number } }>;
+  curve: { thresholds: number[]; miou: number[]; falseAlarms: number[]; goodPixelFraction: number[] };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,6 +256,10 @@ export interface Prediction {
   nfaMapPng: string;
   /** The image with the contour of the NFA segmentation (log NFA < 0) drawn over it. */
   segmentationPng: string;
+  /** Regions detected at log NFA < 0 (at `mapSize`), largest first. */
+  regions?: DetectedRegion[];
+  /** The detection used: 'calibrated' or the paper's variant. */
+  nfaVariant?: NfaVariant;
   /** The raw maps at `mapSize`×`mapSize`, for values under the cursor. */
   mapSize: number;
   anomalyMap?: number[];

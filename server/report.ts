@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteFile } from '../models/io/atomic.js';
-import type { Evaluation, MetricSet, RunInfo } from './protocol.js';
+import type { Evaluation, FalseAlarms, MetricSet, RunInfo } from './protocol.js';
 
 function f(v: number | null | undefined, digits = 4): string {
   return v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
@@ -25,6 +25,30 @@ export function evaluationRows(ev: Evaluation): string[][] {
   return rows;
 }
 
+const pct = (v: number): string => `${(100 * v).toFixed(v < 0.001 && v > 0 ? 3 : 2)} %`;
+
+function alarmsText(a: FalseAlarms | undefined, what: string): string {
+  if (!a) return `${what}: -`;
+  const worst = a.worst && a.worst.regions > 0 ? `, worst ${a.worst.regions}${a.worst.path ? ` (${a.worst.path.split(/[/\\]/).pop()})` : ''}` : '';
+  const folds = a.folds ? `, cross-fitted over ${a.folds} folds` : '';
+  return `${what}: ${a.meanRegions.toFixed(2)} per image on ${a.images}${worst}, ${pct(a.pixelFraction)} of pixels${folds}`;
+}
+
+/** The threshold section: what decided "defect", and how often it is wrong on normal images. */
+export function thresholdLines(ev: Evaluation): string[] {
+  const t = ev.threshold;
+  if (!t) return [];
+  const o = t.miou.oracle;
+  const lines = [
+    `threshold: log NFA < 0 with the ${t.variant === 'calibrated' ? 'calibrated' : `paper’s ${t.variant}`} NFA — ${t.calibration.description}`,
+    `false alarms (regions per good image) — ${alarmsText(t.falseAlarms.testGood, 'test good')}; ${alarmsText(t.falseAlarms.holdout, 'held-out')}`,
+    `mIoU at log NFA = 0: ${f(t.miou.automatic)}; oracle (best threshold, labels used): ${o ? `${f(o.miou)} at −log NFA > ${o.threshold}` : '-'}${o && t.miou.automatic !== null && o.miou > 0 ? ` (automatic/oracle ${(t.miou.automatic / o.miou).toFixed(2)})` : ''}`,
+  ];
+  const per = Object.entries(t.perDefect).sort(([a], [b]) => a.localeCompare(b));
+  if (per.length > 1) lines.push('  per defect (automatic / oracle): ' + per.map(([d, v]) => `${d} ${f(v.automatic, 3)} / ${f(v.oracle.miou, 3)}`).join(', '));
+  return lines;
+}
+
 export function formatEvaluationTable(ev: Evaluation): string {
   const header = ['category / defect', ...COLS];
   const rows = [header, ...evaluationRows(ev)];
@@ -36,6 +60,7 @@ export function formatEvaluationTable(ev: Evaluation): string {
     line(header),
     sep,
     ...rows.slice(1).map(line),
+    ...thresholdLines(ev),
   ].join('\n');
 }
 
@@ -85,7 +110,10 @@ table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;pad
     );
     parts.push('<table><tr><th>category / defect</th>' + COLS.map((c) => `<th>${esc(c)}</th>`).join('') + '</tr>');
     for (const r of evaluationRows(ev)) parts.push('<tr>' + r.map((c) => `<td>${esc(c.trim())}</td>`).join('') + '</tr>');
-    parts.push('</table><div class="curves">');
+    parts.push('</table>');
+    const tl = thresholdLines(ev);
+    if (tl.length) parts.push('<h3>How the threshold was set</h3><ul>' + tl.map((l) => `<li>${esc(l.trim())}</li>`).join('') + '</ul>');
+    parts.push('<div class="curves">');
     if (ev.curves.roc.length) parts.push(svgCurve(ev.curves.roc, 'image ROC', 'FPR', 'TPR'));
     if (ev.curves.pixelRoc.length) parts.push(svgCurve(ev.curves.pixelRoc, 'pixel ROC', 'FPR', 'TPR'));
     if (ev.curves.pro.length) parts.push(svgCurve(ev.curves.pro, 'PRO (FPR ≤ 0.3)', 'FPR', 'PRO', 0.3));
@@ -104,7 +132,7 @@ table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;pad
       }
       const name = im.path.split(/[/\\]/).slice(-2).join('/');
       parts.push(
-        `<div class="card">${cells.join('')}<br><span class="${im.label ? 'bad' : 'good'}">${esc(im.defect)}</span> ${esc(name)} · score ${im.score.toFixed(3)} · max −logNFA ${im.maxNegLogNfa.toFixed(1)} · IoU ${im.iou.toFixed(2)}</div>`,
+        `<div class="card">${cells.join('')}<br><span class="${im.label ? 'bad' : 'good'}">${esc(im.defect)}</span> ${esc(name)} · score ${im.score.toFixed(3)} · max −logNFA ${im.maxNegLogNfa.toFixed(1)} · IoU ${im.iou.toFixed(2)}${im.regions ? ` · ${im.regions.length} region${im.regions.length === 1 ? '' : 's'}${im.regions.length ? ` (−logNFA ${im.regions.slice(0, 3).map((r) => r.maxNegLogNfa.toFixed(1)).join(', ')})` : ''}` : ''}</div>`,
       );
     }
     parts.push('</div>');

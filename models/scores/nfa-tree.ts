@@ -94,9 +94,14 @@ export interface TreeNfaStats {
   clusters: number;
 }
 
-/** ℓ for a region of `area` pixels whose minimum Σ_c z² is m (float32), C channels. */
-export function chernoffLog10Prob(area: number, m: number, C: number): number {
+/**
+ * ℓ for a region of `area` pixels whose minimum Σ_c z² is m (float32), C channels. With `guard`,
+ * ℓ = 0 where u ≤ 1: there the Chernoff bound is not valid (spec/nfa.md §2.3) and a region of low
+ * energy is no evidence of an anomaly; the paper's computation (no guard) counts it as evidence.
+ */
+export function chernoffLog10Prob(area: number, m: number, C: number, guard = false): number {
   const u = Math.fround(m / C);
+  if (guard && !(u > 1)) return 0;
   const t = Math.fround(Math.fround(u - 1) - Math.fround(Math.log(u)));
   return area * ((-(C / 2) * t) / LN10);
 }
@@ -152,7 +157,7 @@ function findRoot(zpar: Int32Array, x: number): number {
  * The ℓ map (log10 probability per pixel, NaN where no cluster) of image `b` of one latent:
  * [h·w] float32, row-major. This is the reference's `NFATree(z[b]).compute_log_prob_map()`.
  */
-export function treeLog10ProbMap(z: Latent, b: number, ws = new TreeNfaWorkspace(), stats?: TreeNfaStats): Float32Array {
+export function treeLog10ProbMap(z: Latent, b: number, ws = new TreeNfaWorkspace(), stats?: TreeNfaStats, guard = false): Float32Array {
   const [B, h, w, C] = latentDims(z);
   if (!(b >= 0 && b < B)) throw new RangeError(`tree NFA: image ${b} out of range 0..${B - 1}`);
   const N = h * w;
@@ -253,7 +258,7 @@ export function treeLog10ProbMap(z: Latent, b: number, ws = new TreeNfaWorkspace
   }
   const { order } = ws;
   for (let id = 0; id < nNodes; id++) {
-    logProb[id] = chernoffLog10Prob(area[id]!, minE[id]!, C);
+    logProb[id] = chernoffLog10Prob(area[id]!, minE[id]!, C, guard);
     par[id] = origParent[id]!;
     alive[id] = 1;
     order[id] = id;

@@ -15,10 +15,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { anomalyMap } from '../scores/anomaly-map.js';
 import { negLogNfaTree, TreeNfaWorkspace } from '../scores/nfa-tree.js';
 import { negLogNfaBlock } from '../scores/nfa-block.js';
+import { negLogNfaCalibrated, type NullFit } from '../scores/nfa-calibrated.js';
 import type { Latent } from '../scores/latent.js';
 import { aupro, downsampleCurve, iouFloat32, rocAuc, rocCurve } from '../metrics/index.js';
 
-export type NfaMode = 'tree' | 'block-hp' | 'none';
+/** The −log NFA map computed: the paper's variants, the calibrated one (needs a fit), or none. */
+export type NfaMode = 'tree' | 'block' | 'block-hp' | 'calibrated' | 'none';
 
 export interface FlowModel {
   fromFeatures(features: readonly tf.Tensor4D[]): { z: tf.Tensor4D[]; logdet: tf.Tensor1D };
@@ -33,6 +35,8 @@ export interface MapOptions {
   targetSize?: number;
   batchSize?: number;
   nfa?: NfaMode;
+  /** The null fitted on held-out normal images (nfa 'calibrated'). */
+  calibration?: NullFit;
   signal?: AbortSignal;
   onProgress?(done: number, total: number): void;
 }
@@ -64,8 +68,30 @@ async function latents(z: readonly tf.Tensor4D[]): Promise<Latent[]> {
   return Promise.all(z.map(async (t) => ({ data: (await t.data()) as Float32Array, shape: [...t.shape] as [number, number, number, number] })));
 }
 
+/** −log10 NFA of a batch of latents ([B·T·T]) with the given variant. */
+export function negLogNfaOf(lat: Latent[], T: number, nfa: Exclude<NfaMode, 'none'>, opts: { ws?: TreeNfaWorkspace; calibration?: NullFit } = {}): Float32Array {
+  switch (nfa) {
+    case 'tree':
+      return negLogNfaTree(lat, T, opts.ws);
+    case 'block':
+      return Float32Array.from(negLogNfaBlock(lat, { targetSize: T }));
+    case 'block-hp':
+      return Float32Array.from(negLogNfaBlock(lat, { targetSize: T, highPrecision: true }));
+    case 'calibrated':
+      if (!opts.calibration) throw new RangeError('calibrated NFA: no calibration fit given');
+      return negLogNfaCalibrated(opts.calibration, lat, T);
+  }
+}
+
 /** Maps of one batch of latents. */
-export async function mapsOfLatents(z: readonly tf.Tensor4D[], T: number, nfa: NfaMode, ws?: TreeNfaWorkspace, mapFn: AnomalyMapFn = anomalyMap): Promise<{ anomaly: Float32Array[]; negLogNfa?: Float32Array[] }> {
+export async function mapsOfLatents(
+  z: readonly tf.Tensor4D[],
+  T: number,
+  nfa: NfaMode,
+  ws?: TreeNfaWorkspace,
+  mapFn: AnomalyMapFn = anomalyMap,
+  calibration?: NullFit,
+): Promise<{ anomaly: Float32Array[]; negLogNfa?: Float32Array[] }> {
   const B = z[0]!.shape[0];
   const am = mapFn(z, T);
   const amData = (await am.data()) as Float32Array;
@@ -74,7 +100,7 @@ export async function mapsOfLatents(z: readonly tf.Tensor4D[], T: number, nfa: N
   const anomaly = Array.from({ length: B }, (_, b) => amData.slice(b * TT, (b + 1) * TT));
   if (nfa === 'none') return { anomaly };
   const lat = await latents(z);
-  const all = nfa === 'tree' ? negLogNfaTree(lat, T, ws) : Float32Array.from(negLogNfaBlock(lat, { targetSize: T, highPrecision: true }));
+  const all = negLogNfaOf(lat, T, nfa, { ws, calibration });
   const negLogNfa = Array.from({ length: B }, (_, b) => all.slice(b * TT, (b + 1) * TT));
   return { anomaly, negLogNfa };
 }
@@ -97,7 +123,7 @@ export async function computeMaps(model: FlowModel, levels: readonly tf.Tensor4D
       return r.z;
     });
     try {
-      const m = await mapsOfLatents(z, T, nfa, ws, model.anomalyMap ? (zz, s) => model.anomalyMap!(zz, s) : anomalyMap);
+      const m = await mapsOfLatents(z, T, nfa, ws, model.anomalyMap ? (zz, s) => model.anomalyMap!(zz, s) : anomalyMap, opts.calibration);
       for (let b = 0; b < n; b++) {
         out.anomaly.push(m.anomaly[b]!);
         out.scores.push(max(m.anomaly[b]!));
@@ -110,6 +136,25 @@ export async function computeMaps(model: FlowModel, levels: readonly tf.Tensor4D
       tf.dispose(z);
     }
     opts.onProgress?.(i + n, N);
+  }
+  return out;
+}
+
+/** The flow's latents of every image (per level, one Latent per batch), e.g. for calibration. */
+export async function latentsOf(model: FlowModel, levels: readonly tf.Tensor4D[], batchSize = 8, signal?: AbortSignal): Promise<Latent[][]> {
+  const N = levels[0]!.shape[0];
+  const out: Latent[][] = [];
+  for (let i = 0; i < N; i += batchSize) {
+    await yieldToEventLoop();
+    if (signal?.aborted) throw new DOMException('cancelled', 'AbortError');
+    const n = Math.min(batchSize, N - i);
+    const z = tf.tidy(() => model.fromFeatures(levels.map((l) => tf.slice(l, [i, 0, 0, 0], [n, -1, -1, -1]) as tf.Tensor4D)).z);
+    try {
+      const lat = await latents(z);
+      lat.forEach((l, s) => (out[s] ??= []).push(l));
+    } finally {
+      tf.dispose(z);
+    }
   }
   return out;
 }

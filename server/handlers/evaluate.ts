@@ -31,7 +31,7 @@ export function cachedEvaluation(run: StoredRun, datasetPath: string, highPrecis
   if (!existsSync(file)) return undefined;
   try {
     const ev = JSON.parse(readFileSync(file, 'utf8')) as Evaluation;
-    if (ev.runId !== run.runId || Boolean(ev.highPrecision) !== highPrecision) return undefined;
+    if (ev.runId !== run.runId || Boolean(ev.highPrecision) !== highPrecision || !ev.threshold) return undefined;
     if (realpathLoose(ev.datasetPath) !== realpathLoose(datasetPath)) return undefined;
     // Strictly newer than every checkpoint (an equal time on a coarse clock is not proof).
     if (statSync(file).mtimeMs <= newestCheckpointMtime(run.dir)) return undefined;
