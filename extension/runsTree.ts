@@ -125,6 +125,7 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunsNode>, vsco
         const best = metricText(r.best ?? {});
         if (best) tip.appendMarkdown(`best: ${best}\n\n`);
         if (r.error) tip.appendMarkdown(`${r.error}\n\n`);
+        if (r.calibration) tip.appendMarkdown(`threshold: ${r.calibration.variant === 'calibrated' ? 'calibrated' : `paper’s ${r.calibration.variant} NFA`} — ${r.calibration.description}\n\n`);
         tip.appendMarkdown(`dataset: \`${r.datasetPath}\``);
         item.tooltip = tip;
         item.command = { command: 'uflow.showTraining', title: 'Show Training', arguments: [r.runId] };

@@ -150,6 +150,12 @@ stage.addEventListener('keydown', (e) => {
   probeAt(kx, ky, kx * r.width, ky * r.height);
 });
 
+/** NFA = 10^(−value) for people: 3.2e-5, or "< 1e-300". */
+function nfaText(negLog: number): string {
+  if (!Number.isFinite(negLog) || negLog > 300) return '< 1e-300';
+  return (10 ** -negLog).toExponential(1);
+}
+
 /** Shows the values under a point given as fractions of the image. */
 function probeAt(fx: number, fy: number, px: number, py: number): void {
   const p = prediction;
@@ -161,7 +167,9 @@ function probeAt(fx: number, fy: number, px: number, py: number): void {
   const nl = p.negLogNfaMap?.[my * n + mx];
   const x = Math.floor(fx * (natural.w || p.width));
   const y = Math.floor(fy * (natural.h || p.height));
-  const text = `anomaly ${fmt(a, 3)} · −log NFA ${fmt(nl, 2)}${nl !== undefined && nl > 0 ? ' (anomalous)' : ''}`;
+  const region = nl !== undefined && nl > 0 ? p.regions?.find((r) => mx >= r.box[0] && my >= r.box[1] && mx < r.box[0] + r.box[2] && my < r.box[1] + r.box[3]) : undefined;
+  const inside = nl !== undefined && nl > 0 ? ` · inside a detection (anomalous; NFA ${nfaText(nl)}${region ? `, region peak −log NFA ${region.maxNegLogNfa.toFixed(1)}` : ''})` : ' · outside any detection';
+  const text = `anomaly ${fmt(a, 3)} · −log NFA ${fmt(nl, 2)}${nl === undefined ? '' : inside}`;
   probe.textContent = text;
   probe.classList.add('on');
   const rect = stage.getBoundingClientRect();

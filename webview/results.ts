@@ -200,6 +200,9 @@ function galleryControls(ev: Evaluation): HTMLElement {
     renderGallery();
   });
   countsEl = el('span', { class: 'counts', id: 'counts', 'aria-live': 'polite' });
+  evidenceEl = el('div', { class: 'evidence', id: 'threshold-evidence', 'aria-live': 'polite' });
+  const t = ev.threshold;
+  const mark = t ? el('span', { class: 'calibrated-mark', title: t.calibration.description }, `automatic: log NFA < ${(-t.automatic).toFixed(1)} (${t.variant === 'calibrated' ? 'calibrated' : `paper’s ${t.variant}`})`) : el('span', {});
   return el(
     'div',
     { class: 'controls' },
@@ -218,9 +221,38 @@ function galleryControls(ev: Evaluation): HTMLElement {
       save();
       renderGallery();
     }),
-    el('label', { class: 'threshold' }, 'log NFA threshold (flag when log NFA < t)', el('div', { class: 'row' }, range, out, reset)),
+    el('label', { class: 'threshold' }, 'log NFA threshold (flag when log NFA < t)', el('div', { class: 'row' }, range, out, reset), mark),
     countsEl,
+    evidenceEl,
   );
+}
+
+let evidenceEl: HTMLElement;
+
+/** The curve value at a −log NFA threshold (the nearest point at or below it). */
+function curveAt(values: number[], thresholds: number[], negThr: number): number | undefined {
+  let k = -1;
+  for (let i = 0; i < thresholds.length; i++) if (thresholds[i]! <= negThr + 1e-9) k = i;
+  return k < 0 ? undefined : values[k];
+}
+
+/** False alarms per good image and mIoU at the slider's threshold (from evaluation.json's curve). */
+function renderEvidence(): void {
+  const t = evaluation?.threshold;
+  if (!evidenceEl) return;
+  if (!t) {
+    evidenceEl.textContent = '';
+    return;
+  }
+  const negThr = -(state.threshold ?? 0);
+  const fa = curveAt(t.curve.falseAlarms, t.curve.thresholds, negThr);
+  const miou = curveAt(t.curve.miou, t.curve.thresholds, negThr);
+  const pix = curveAt(t.curve.goodPixelFraction, t.curve.thresholds, negThr);
+  const o = t.miou.oracle;
+  evidenceEl.textContent =
+    `at this threshold: ${fa === undefined ? '–' : fa.toFixed(2)} false alarms per good image, ${pix === undefined ? '–' : (100 * pix).toFixed(2)} % of good pixels flagged, mIoU ${miou === undefined ? '–' : miou.toFixed(3)}` +
+    (o ? ` · oracle mIoU ${o.miou.toFixed(3)} at log NFA < ${(-o.threshold).toFixed(0)}` : '') +
+    (t.falseAlarms.holdout ? ` · held-out normal images: ${t.falseAlarms.holdout.meanRegions.toFixed(2)} false alarms each at the automatic threshold` : '');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,6 +274,7 @@ function renderGallery(): void {
   const gallery = document.getElementById('gallery');
   if (!gallery || !evaluation) return;
   const ev = evaluation;
+  renderEvidence();
   const all = ev.images.map(outcome);
   const n = (o: Outcome) => all.filter((x) => x === o).length;
   countsEl.textContent = `${n('correct')} correct · ${n('missed')} missed · ${n('false-alarm')} false alarms (of ${ev.images.length})`;
@@ -275,6 +308,7 @@ function card(i: ImageResult): HTMLElement {
       el('span', {}, el('span', { class: 'tag', text: i.defect })),
       el('span', { class: 'score', text: `score ${i.score.toFixed(3)}` }),
       el('span', { class: 'score', text: `max −log NFA ${i.maxNegLogNfa.toFixed(2)}` }),
+      el('span', { class: 'regions', text: i.regions ? (i.regions.length ? `${i.regions.length} region${i.regions.length > 1 ? 's' : ''}: −log NFA ${i.regions.slice(0, 3).map((r) => r.maxNegLogNfa.toFixed(1)).join(', ')}` : 'no region detected') : '' }),
       i.label === 1 ? el('span', { class: 'score', text: `IoU ${fmt(i.iou, 2)}` }) : undefined,
       el('span', { class: `outcome outcome-${o}`, text: o === 'false-alarm' ? 'false alarm' : o }),
       g.error ? el('span', { class: 'error', text: g.error }) : undefined,

@@ -81,12 +81,16 @@ test('predict scores images and writes the PNGs', async () => {
   assert.equal(res.runId, runId);
   assert.equal(res.images.length, 2);
   assert.ok(res.images[1].score > res.images[0].score, `defect ${res.images[1].score} vs good ${res.images[0].score}`);
+  assert.equal(res.nfaVariant, 'calibrated', 'the run was calibrated on its held-out images');
   for (const im of res.images) {
     assert.equal(im.files.length, 3);
+    assert.equal(im.anomalous, im.regions.length > 0);
+    assert.match(im.verdict, im.anomalous ? /^defect: \d+ regions?, strongest −log NFA/ : /^no defect/);
+    for (const r of im.regions) assert.ok(r.area > 0 && r.maxNegLogNfa > 0 && r.box[2] > 0 && r.box[3] > 0);
     for (const f of im.files) assert.deepEqual([...readFileSync(f).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
   }
   // Without --image: the test split of the run's dataset, as a table.
   const all = await cli(['predict', '-cat', 'demo_tile', '-train_dir', trainDir]);
   assert.equal(all.code, 0, all.stderr);
-  assert.equal(all.stdout.trim().split('\n').length, 2 + 15);
+  assert.equal(all.stdout.trim().split('\n').length, 1 + 15);
 });
