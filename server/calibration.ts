@@ -78,7 +78,7 @@ export function crossFitFalseAlarms(images: readonly Latent[][], T = 256): False
     const fitImgs = images.filter((_, i) => i % K !== f);
     const testImgs = images.filter((_, i) => i % K === f);
     const levels = images[0]!.map((_, s) => fitImgs.map((im) => im[s]!));
-    const fit = fitNull(levels);
+    const fit = fitNull(levels, T);
     for (const im of testImgs) maps.push(negLogNfaCalibrated(fit, im, T));
   }
   return { ...falseAlarmStats(maps, T, T), folds: K };
@@ -86,7 +86,7 @@ export function crossFitFalseAlarms(images: readonly Latent[][], T = 256): False
 
 /** Fits and saves the calibration of `checkpoint` from the held-out latents (per level, batched). */
 export function fitAndSave(runDir: string, checkpoint: string, holdout: readonly string[], levels: Latent[][], T = 256): CalibrationEntry {
-  const fit = fitNull(levels);
+  const fit = fitNull(levels, T);
   const st = statSync(checkpoint);
   const entry: CalibrationEntry = {
     checkpoint: basename(checkpoint),
@@ -114,12 +114,12 @@ export function summaryOf(entry: CalibrationEntry | undefined, holdoutImages: nu
     };
   }
   const f = entry.fit;
-  const chans = f.levels.map((l) => (l.perChannel ? 'per channel' : 'pooled')).join('/');
+  const scales = f.levels.map((l) => l.scale.toFixed(2)).join('/');
+  const guard = f.offset > 0 ? `; a held-out image was still detected, so the threshold was raised by ${f.offset.toFixed(1)} in −log NFA` : '';
   return {
     variant: 'calibrated',
     description:
-      `null fitted on ${f.images} held-out normal images (${entry.checkpoint}): the tree's regions on ${f.levels.length} levels (latents standardised ${chans}, Chernoff guard), ` +
-      `NFA = expected regions as extreme per normal image (empirical, generalised Pareto tail); ` +
+      `the paper's tree NFA on latents scaled to the ${f.images} held-out normal images (σ per level ${scales}; ${entry.checkpoint}) with the Chernoff guard (no evidence where u ≤ 1)${guard}; ` +
       `cross-fitted false alarms on the held-out images: ${entry.holdoutFalseAlarms.meanRegions.toFixed(2)} per image`,
     images: f.images,
     fittedAt: entry.fittedAt,

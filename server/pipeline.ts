@@ -40,6 +40,7 @@ import { computeMaps, computeMetricSet, latentsOf, mapsOfLatents, sameMaps, type
 import { generateDemoDataset } from '../models/data/demo-dataset.js';
 import { splitByNames, splitHoldout } from '../models/data/holdout.js';
 import { fitNull, type NullFit } from '../models/scores/nfa-calibrated.js';
+import type { Latent } from '../models/scores/latent.js';
 import { falseAlarmStats } from '../models/metrics/false-alarms.js';
 import { regionsOf, thresholdSummary } from '../models/train/threshold-report.js';
 import { fitAndSave, savedCalibration, summaryOf, type CalibrationEntry } from './calibration.js';
@@ -1234,4 +1235,46 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     ],
   });
   return { run, evaluation, reportPath, seconds: (performance.now() - t0) / 1000, trainSeconds: (t1 - t0) / 1000, evaluateSeconds: (t2 - t1) / 1000 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threshold studies (bench/threshold-variants.ts)
+
+/**
+ * The latents of a run's test images (with masks) and of its held-out normal images, from one
+ * checkpoint (default: the one mIoU is evaluated with): what the detection variants are compared on.
+ */
+export async function runLatents(opts: { trainDir: string; runId: string; checkpoint?: string; backend?: string }): Promise<{
+  run: RunInfo;
+  items: SplitItem[];
+  masks: Uint8Array[];
+  test: Latent[][];
+  holdout: Latent[][];
+}> {
+  const trainDir = resolve(opts.trainDir);
+  const run = readRun(trainDir, opts.runId);
+  await ensureEngine(opts.backend);
+  const file = opts.checkpoint ?? checkpointsFor(run, 'best').miou;
+  const extractor = await buildExtractor(run.config, undefined, () => {});
+  try {
+    const items = splitsOf(run.datasetPath).test;
+    const data = await loadValidationData(items, trainDir, extractor, run.config, undefined);
+    const { model } = loadCheckpointChecked(file, extractor);
+    try {
+      const test = await latentsOf(model, data.features.levels, 8);
+      const hItems = holdoutItems(run);
+      let holdout: Latent[][] = [];
+      if (hItems.length) {
+        const feats = await loadFeatures(hItems.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(run.config), loadImage: tensorImageLoader });
+        holdout = await latentsOf(model, feats.levels, 8);
+        feats.dispose();
+      }
+      return { run, items, masks: data.masks, test, holdout };
+    } finally {
+      model.dispose();
+      data.features.dispose();
+    }
+  } finally {
+    extractor.dispose();
+  }
 }

@@ -476,7 +476,7 @@ export function treeLogNT(sizes: readonly number[]): number {
  * −log10 NFA of the tree variant: [B·T·T] float32 (row-major per image). Detection: > 0.
  * Also returns nothing else; use `treeLog10ProbMap` for the per-scale maps.
  */
-export function negLogNfaTree(z: Latent[], targetSize = 256, ws = new TreeNfaWorkspace()): Float32Array {
+export function negLogNfaTree(z: Latent[], targetSize = 256, ws = new TreeNfaWorkspace(), guard = false): Float32Array {
   if (z.length === 0) throw new RangeError('tree NFA: no latents');
   const B = latentDims(z[0]!, 'z[0]')[0];
   const T = targetSize;
@@ -493,7 +493,7 @@ export function negLogNfaTree(z: Latent[], targetSize = 256, ws = new TreeNfaWor
     const o = b * TT;
     z.forEach((zi) => {
       const [, h, w] = zi.shape;
-      const map = treeLog10ProbMap(zi, b, ws);
+      const map = treeLog10ProbMap(zi, b, ws, undefined, guard);
       for (let i = 0; i < map.length; i++) if (map[i] !== map[i]) map[i] = 0;
       const up = bilinearHalfPixel(map, 1, h, w, T, T);
       for (let i = 0; i < TT; i++) {
