@@ -166,6 +166,7 @@ const MODEL_KEYS: Record<keyof ModelConfig, Check> = {
   backbone,
   backbone_layers: layerList,
   backbone_input_range: range,
+  backbone_preprocessing: (v) => (v === 'range' || v === 'caffe' ? { ok: true, value: v } : { ok: false, want: '"range" or "caffe"' }),
   hidden_ratio: posNumber(),
   conv3x3_only: bool,
 };
@@ -287,7 +288,7 @@ function checkWhole(cfg: RunConfig, src: string): void {
     if (!m.backbone_layers) {
       throw new ConfigError(`${src}: model.backbone ${showValue(m.backbone)} needs model.backbone_layers (the layer names to tap, finest first)`);
     }
-    if (!m.backbone_input_range) {
+    if (!m.backbone_input_range && m.backbone_preprocessing !== 'caffe') {
       throw new ConfigError(`${src}: model.backbone ${showValue(m.backbone)} needs model.backbone_input_range (the input range the model expects, e.g. [-1, 1])`);
     }
   }
@@ -350,7 +351,7 @@ export function loadConfig(opts: LoadConfigOptions): RunConfig {
   const apply = (part: ConfigOverrides, src: string) => {
     Object.assign(cfg.model, part.model ?? {});
     Object.assign(cfg.trainer, part.trainer ?? {});
-    if (part.model?.backbone !== undefined || part.model?.backbone_layers !== undefined || part.model?.backbone_input_range !== undefined || part.model?.input_size !== undefined) wholeSrc = src;
+    if (part.model?.backbone !== undefined || part.model?.backbone_layers !== undefined || part.model?.backbone_input_range !== undefined || part.model?.backbone_preprocessing !== undefined || part.model?.input_size !== undefined) wholeSrc = src;
   };
   if (opts.path !== undefined) apply(resolveBackboneDir(validatePartialConfig(readYaml(opts.path), opts.path), opts.path), opts.path);
   if (opts.overrides) apply(validatePartialConfig(opts.overrides, 'overrides'), 'overrides');
@@ -358,7 +359,7 @@ export function loadConfig(opts: LoadConfigOptions): RunConfig {
   return cfg;
 }
 
-const MODEL_ORDER: Array<keyof ModelConfig> = ['input_size', 'flow_steps', 'backbone', 'backbone_layers', 'backbone_input_range', 'hidden_ratio', 'conv3x3_only'];
+const MODEL_ORDER: Array<keyof ModelConfig> = ['input_size', 'flow_steps', 'backbone', 'backbone_layers', 'backbone_input_range', 'backbone_preprocessing', 'hidden_ratio', 'conv3x3_only'];
 const TRAINER_ORDER: Array<keyof TrainerConfig> = [
   'epochs',
   'batch_train',

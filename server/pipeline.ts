@@ -465,7 +465,8 @@ function splitsOf(categoryDir: string): { train: SplitItem[]; test: SplitItem[] 
 
 /** What, besides name and size, identifies an extractor's output (folded into the feature-cache key). */
 function extractorId(cfg: RunConfig): string {
-  return JSON.stringify({ layers: cfg.model.backbone_layers ?? null, range: cfg.model.backbone_input_range ?? null });
+  const pre = cfg.model.backbone_preprocessing === 'caffe' ? { pre: 'caffe' } : {};
+  return JSON.stringify({ layers: cfg.model.backbone_layers ?? null, range: cfg.model.backbone_input_range ?? null, ...pre });
 }
 
 async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undefined, log: (l: string) => void): Promise<FeatureExtractor> {
@@ -482,7 +483,7 @@ async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undefined, l
       }
       weights = paths.length === 1 ? paths[0] : paths;
     }
-    return await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, weights });
+    return await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, preprocessing: m.backbone_preprocessing, weights });
   } catch (e) {
     if (e instanceof PipelineError) throw e;
     throw new PipelineError(`backbone ${m.backbone}: ${(e as Error).message}`, 'NotAvailable');

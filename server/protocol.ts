@@ -22,6 +22,11 @@ export interface ModelConfig {
   backbone_layers?: string[];
   /** For a tfjs backbone: the input range it expects, e.g. [-1, 1]. */
   backbone_input_range?: [number, number];
+  /**
+   * For a tfjs backbone: 'range' (default: RGB in [0, 1] mapped onto backbone_input_range) or
+   * 'caffe' (Keras "caffe": 0–255, RGB→BGR, ImageNet means subtracted; e.g. the Keras ResNet-50).
+   */
+  backbone_preprocessing?: 'range' | 'caffe';
   /** FastFlow: subnet hidden ratio and 3×3-only option. */
   hidden_ratio?: number;
   conv3x3_only?: boolean;

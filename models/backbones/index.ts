@@ -35,6 +35,8 @@ export interface BackboneSpec {
   layers?: ReadonlyArray<number | string>;
   /** tfjs: the range the model expects its RGB input in (default [-1,1] for MobileNetV2, else [0,1]). */
   inputRange?: readonly [number, number];
+  /** tfjs: 'caffe' for Keras "caffe" preprocessing (0–255, BGR, ImageNet means subtracted) instead of `inputRange`. */
+  preprocessing?: 'range' | 'caffe';
   /** The backbone's weights; `mcait` takes [m48, s24] or one map/file holding both (`…extractor1.`, `…extractor2.`). */
   weights?: WeightsInput | readonly WeightsInput[];
   /** Transformer blocks to run (cait/deit: one number; mcait: [scale 1, scale 2]). Defaults: U-Flow/FastFlow's. */
@@ -111,6 +113,7 @@ export async function createExtractor(spec: BackboneSpec): Promise<FeatureExtrac
       inputSize: spec.inputSize,
       layers: spec.layers?.map(String),
       inputRange: spec.inputRange,
+      preprocessing: spec.preprocessing,
     });
   }
   switch (b) {

@@ -229,6 +229,16 @@ export interface TfjsLayersOptions {
   layers?: readonly string[];
   /** Range the model expects its RGB input in. Default: [-1, 1] for MobileNetV2, else [0, 1]. */
   inputRange?: readonly [number, number];
+  /** 'caffe': Keras "caffe" preprocessing (0–255, RGB→BGR, ImageNet means subtracted) instead of `inputRange`. */
+  preprocessing?: 'range' | 'caffe';
+}
+
+/** Keras "caffe" ImageNet means, BGR order. */
+const CAFFE_BGR_MEAN = [103.939, 116.779, 123.68] as const;
+
+/** Keras `preprocess_input(mode='caffe')` of RGB images in [0, 1]. */
+export function caffePreprocess(images: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => tf.sub(tf.reverse(tf.mul(images, 255), -1), tf.tensor1d([...CAFFE_BGR_MEAN])) as tf.Tensor4D);
 }
 
 export class TfjsLayersExtractor implements FeatureExtractor {
@@ -243,6 +253,7 @@ export class TfjsLayersExtractor implements FeatureExtractor {
     readonly channels: readonly number[],
     readonly scaleFactors: readonly number[],
     private readonly model: tfl.LayersModel,
+    readonly preprocessing: 'range' | 'caffe' = 'range',
   ) {}
 
   extract(images: tf.Tensor4D): tf.Tensor4D[] {
@@ -252,7 +263,8 @@ export class TfjsLayersExtractor implements FeatureExtractor {
       throw new Error(`${this.name}: images must be [B, ${this.inputSize}, ${this.inputSize}, 3], got [${images.shape.join(', ')}]`);
     }
     return tf.tidy(() => {
-      const out = this.model.apply(mapRange(images, this.inputRange), { training: false }) as tf.Tensor | tf.Tensor[];
+      const input = this.preprocessing === 'caffe' ? caffePreprocess(images) : mapRange(images, this.inputRange);
+      const out = this.model.apply(input, { training: false }) as tf.Tensor | tf.Tensor[];
       return (Array.isArray(out) ? out : [out]) as tf.Tensor4D[];
     });
   }
@@ -292,7 +304,7 @@ export async function createTfjsLayersExtractor(opts: TfjsLayersOptions): Promis
         throw new Error(`tfjs backbone: layers must be given finest first, but '${layers[i]}' (stride ${scaleFactors[i]}) is finer than '${layers[i - 1]}' (stride ${scaleFactors[i - 1]})`);
       }
     });
-    return new TfjsLayersExtractor(`tfjs:${files.dir}`, inputSize, [...layers], inputRange, channels, scaleFactors, model);
+    return new TfjsLayersExtractor(`tfjs:${files.dir}`, inputSize, [...layers], inputRange, channels, scaleFactors, model, opts.preprocessing ?? 'range');
   } catch (e) {
     model.dispose();
     throw e;

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initEngine } from '../../models/engine.js';
-import { createTfjsLayersExtractor, loadLayersModelFromDir, MOBILENET_V2_TAPS, prepareTopology, readLayersModelDir } from '../../models/backbones/tfjs-layers.js';
+import { caffePreprocess, createTfjsLayersExtractor, loadLayersModelFromDir, MOBILENET_V2_TAPS, prepareTopology, readLayersModelDir } from '../../models/backbones/tfjs-layers.js';
 import { assertClose } from '../helpers/assert-close.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -96,4 +96,12 @@ test('pruning keeps only the ancestors of the taps', { skip }, () => {
   assert.ok(!keptLayers!.has('block_3_expand'));
   assert.deepEqual(topology.config.output_layers, [['block_2_add', 0, 0]]);
   assert.deepEqual(topology.config.layers[0].config.batch_input_shape, [null, 96, 96, 3]);
+});
+
+test('Keras "caffe" preprocessing: 0–255, RGB → BGR, ImageNet means subtracted', async () => {
+  await initEngine({ backend: 'cpu' });
+  const x = tf.tensor4d([1, 0.5, 0, 0, 0, 0], [1, 1, 2, 3]);
+  const y = caffePreprocess(x);
+  assertClose(await y.data(), [0 - 103.939, 127.5 - 116.779, 255 - 123.68, -103.939, -116.779, -123.68], { atol: 1e-3, what: 'caffe' });
+  tf.dispose([x, y]);
 });
