@@ -34,8 +34,13 @@ test('train detects the planted defects (validation in the run)', async () => {
   assert.deepEqual(lines.map((l) => l.epoch), [1, 2, 3, 4, 5, 6]);
   assert.ok(lines[2].metrics && lines[5].metrics && !lines[0].metrics, 'validation at epochs 3 and 6');
   assert.ok(lines[5].loss < lines[0].loss, 'the loss decreases');
-  // progress lines on stderr (not a TTY: one per epoch)
-  assert.match(r.stderr, /epoch 6\/6 step 4\/4\s+loss -?\d/);
+  // 16 normal images: 5 held out for calibration (recorded in the run, kept out of training), 11 trained on
+  assert.equal(run.holdout.images.length, 5);
+  assert.equal(run.calibration.variant, 'calibrated');
+  assert.ok(existsSync(join(dir, 'calibration.json')), 'calibration.json');
+  assert.match(r.stdout + r.stderr, /11 training images, 5 held out for calibration/);
+  // progress lines on stderr (not a TTY: one per epoch); batch 4: 3 steps of the 11 images
+  assert.match(r.stderr, /epoch 6\/6 step 3\/3\s+loss -?\d/);
 });
 
 test('evaluate prints the metrics of evaluation.json; the defects are detected', async () => {

@@ -31,6 +31,8 @@ test('official defaults: per-category table, mvtec_default for others, shared ke
       validate_every: 1,
       patience: 20,
       seed: 0,
+      holdout: 0.1,
+      holdout_min: 5,
     },
   });
   assert.equal(Object.keys(OFFICIAL_CATEGORY_DEFAULTS).length, 15);
@@ -86,7 +88,7 @@ test('wrong types and unknown keys name the file and the key', () => {
     ['trainer:\n  patience: -1\n', 'trainer.patience must be a non-negative integer, got -1'],
     ['model:\n  flowsteps: 4\n', 'unknown key model.flowsteps (did you mean model.flow_steps?)'],
     ['model:\n  epochs: 4\n', 'unknown key model.epochs (did you mean trainer.epochs? it belongs in the trainer section)'],
-    ['model:\n  colour: red\n', 'unknown key model.colour (known model keys: input_size, flow_steps, backbone, backbone_layers, backbone_input_range, hidden_ratio, conv3x3_only)'],
+    ['model:\n  colour: red\n', 'unknown key model.colour (known model keys: input_size, flow_steps, backbone, backbone_layers, backbone_input_range, backbone_preprocessing, hidden_ratio, conv3x3_only)'],
     ['trainner:\n  epochs: 4\n', 'unknown key trainner (did you mean trainer?)'],
     ['batch_train: 4\n', 'unknown key batch_train (did you mean trainer.batch_train?)'],
     ['data: x\n', 'unknown key data (a config has two sections: model and trainer)'],
