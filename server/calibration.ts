@@ -119,7 +119,8 @@ export function summaryOf(entry: CalibrationEntry | undefined, holdoutImages: nu
   return {
     variant: 'calibrated',
     description:
-      `the paper's tree NFA on latents scaled to the ${f.images} held-out normal images (σ per level ${scales}; ${entry.checkpoint}) with the Chernoff guard (no evidence where u ≤ 1)${guard}; ` +
+      `${f.kind === 'tree' ? "the paper's tree NFA" : "the paper's tree and binomial-window NFAs together"} on latents scaled to the ${f.images} held-out normal images (σ per level ${scales}; ${entry.checkpoint}), Chernoff guard (no evidence where u ≤ 1)${guard}; ` +
+      `chosen on ${f.why}; ` +
       `cross-fitted false alarms on the held-out images: ${entry.holdoutFalseAlarms.meanRegions.toFixed(2)} per image`,
     images: f.images,
     fittedAt: entry.fittedAt,

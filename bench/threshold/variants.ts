@@ -98,5 +98,6 @@ for (const v of variants) {
       Object.entries(row.perDefect).map(([d, p]) => `${d} ${f(p.auto)}/${f(p.oracle)}`).join(' '),
   );
 }
+if (fit) console.log(`calibrated: ${fit.kind}, offset ${fit.offset.toFixed(2)}; ${fit.why}`);
 console.log(`run ${run.runId}: ${items.length} test images (${items.filter((i) => i.label === 0).length} good), ${holdImgs.length} held out`);
 if (values.json) writeFileSync(values.json, JSON.stringify({ runId: run.runId, category: run.category, rows }, null, 2));
