@@ -115,6 +115,8 @@ export class Daemon implements vscode.Disposable {
     if (existsSync(modules)) env.UFLOW_BACKEND_MODULES = env.UFLOW_BACKEND_MODULES ? `${modules}:${env.UFLOW_BACKEND_MODULES}` : modules;
     const backend = vscode.workspace.getConfiguration('uflow').get<string>('backend');
     if (backend && backend !== 'auto') env.UFLOW_BACKEND = backend;
+    const queue = vscode.workspace.getConfiguration('uflow').get<string>('queue');
+    if (queue) env.UFLOW_QUEUE = queue;
     // Electron (desktop VS Code) must act as plain Node for the fork.
     env.ELECTRON_RUN_AS_NODE = '1';
     return env;
@@ -272,7 +274,7 @@ export class Daemon implements vscode.Disposable {
   }
 
   private configKey(): string {
-    return `${this.serverPath()}|${vscode.workspace.getConfiguration('uflow').get<string>('backend') ?? 'auto'}`;
+    return `${this.serverPath()}|${vscode.workspace.getConfiguration('uflow').get<string>('backend') ?? 'auto'}|${vscode.workspace.getConfiguration('uflow').get<string>('queue') ?? ''}`;
   }
 
   /** After a settings change: restarts the daemon if its script or backend changed (or it had given up). */

@@ -82,7 +82,7 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
     ...registerPanelSerializers(panelCtx),
     ...registerCommands({ ...panelCtx, runsTree }),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('uflow.serverPath') || e.affectsConfiguration('uflow.backend')) {
+      if (e.affectsConfiguration('uflow.serverPath') || e.affectsConfiguration('uflow.backend') || e.affectsConfiguration('uflow.queue')) {
         void daemon.configurationChanged().catch((err) => output.appendLine(`[extension] restart failed: ${errorMessage(err)}`));
       }
     }),

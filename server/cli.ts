@@ -119,6 +119,7 @@ function trainDirArg(argv: Record<string, unknown>): string {
 async function cmdTrain(argv: Record<string, unknown>): Promise<number> {
   const trainDir = trainDirArg(argv);
   const { datasetPath, category } = datasetArgs(argv);
+  if (argv.queue !== undefined) return (await import('./queue/commands.js')).trainOnQueue(argv, queueKit(argv));
   const ac = new AbortController();
   let interrupted = false;
   const onSigint = (): void => {
@@ -357,6 +358,11 @@ async function cmdDownload(argv: Record<string, unknown>): Promise<number> {
   }
 }
 
+/** What the queue commands (server/queue/commands.ts) borrow from this file. */
+function queueKit(argv: Record<string, unknown>): import('./queue/commands.js').CliKit {
+  return { parseOverrides, progress: () => new TrainProgress(), reportTrainEnd, trainDir: trainDirArg(argv), ...datasetArgs(argv) };
+}
+
 async function cmdServe(): Promise<number> {
   const { serveMain } = await import('./server.js');
   const i = process.argv.indexOf('serve');
@@ -380,7 +386,7 @@ export function buildParser(args: string[]): Argv {
     .alias('help', 'h')
     .version(false)
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .demandCommand(1, 'name a command: train, evaluate, predict, doctor, demo, runs, download-models, serve');
+    .demandCommand(1, 'name a command: train, train-all, evaluate, predict, doctor, demo, runs, download-models, serve, worker, jobs');
 
   y.command('train', 'train a model on one category (checkpoint every epoch; Ctrl-C keeps the last complete epoch)', (c) =>
     commonBackend(
@@ -397,6 +403,45 @@ export function buildParser(args: string[]): Argv {
           .option('validate-every', { type: 'number', requiresArg: true, describe: 'override trainer.validate_every (0: never)' })
           .option('seed', { type: 'number', requiresArg: true, describe: 'override trainer.seed' })
           .option('backbone', { type: 'string', requiresArg: true, describe: "override model.backbone (e.g. builtin:filters, resnet18, tfjs:<dir>)" })
+          .option('input-size', { type: 'number', requiresArg: true, describe: 'override model.input_size' })
+          .option('queue', { type: 'string', requiresArg: true, describe: 'submit to the Redis queue redis://host:port (rediss:// for TLS) and follow the job; the train dir and dataset must be on a path every worker sees' })
+          .option('detach', { type: 'boolean', default: false, describe: 'with --queue: print the job id and return at once' }),
+      ),
+    ),
+  );
+  y.command('worker', 'take train, evaluate and predict jobs from a Redis queue (BullMQ); see docs/queue.md', (c) =>
+    commonBackend(
+      c
+        .option('queue', { type: 'string', requiresArg: true, describe: 'redis://[:password@]host:port[/db][?queue=name] (rediss:// for TLS; default: UFLOW_QUEUE)' })
+        .option('concurrency', { type: 'number', requiresArg: true, default: 1, describe: 'jobs at once (one per tensor device)' })
+        .option('lock-ms', { type: 'number', requiresArg: true, describe: 'job and run lock expiry: a dead worker\'s job is retried after this long (default 30000)' })
+        .option('name', { type: 'string', requiresArg: true, describe: 'worker name in job listings (default host:pid)' }),
+    ),
+  );
+  y.command('jobs [action] [id]', 'list, cancel or follow the jobs of a Redis queue', (c) =>
+    commonTrainDir(
+      c
+        .positional('action', { type: 'string', choices: ['list', 'cancel', 'follow'], default: 'list' })
+        .positional('id', { type: 'string', describe: 'job id (from uflow jobs)' })
+        .option('queue', { type: 'string', requiresArg: true, describe: 'redis://host:port (default: UFLOW_QUEUE)' })
+        .option('json', { type: 'boolean', default: false }),
+    ),
+  );
+  y.command('train-all', 'train and evaluate every category of a dataset root, one job per category (locally or on --queue); writes a summary table and a report', (c) =>
+    commonBackend(
+      commonTrainDir(
+        c
+          .option('data', { type: 'string', requiresArg: true, describe: 'folder of categories (MVTec layout)', default: DEFAULT_DATA })
+          .option('cat', { alias: 'categories', type: 'string', requiresArg: true, array: true, describe: 'only these categories (default: all)' })
+          .option('config', { alias: 'config_path', type: 'string', requiresArg: true, describe: 'YAML config for every category (default: each category\'s official config)' })
+          .option('model', { type: 'string', requiresArg: true, choices: ['uflow', 'fastflow'], default: 'uflow' })
+          .option('queue', { type: 'string', requiresArg: true, describe: 'submit the jobs to this Redis queue (default: train here, one category after the other)' })
+          .option('epochs', { type: 'number', requiresArg: true, describe: 'override trainer.epochs' })
+          .option('batch', { type: 'number', requiresArg: true, describe: 'override trainer.batch_train' })
+          .option('lr', { type: 'number', requiresArg: true, describe: 'override trainer.learning_rate' })
+          .option('validate-every', { type: 'number', requiresArg: true, describe: 'override trainer.validate_every (0: never)' })
+          .option('seed', { type: 'number', requiresArg: true, describe: 'override trainer.seed' })
+          .option('backbone', { type: 'string', requiresArg: true, describe: 'override model.backbone' })
           .option('input-size', { type: 'number', requiresArg: true, describe: 'override model.input_size' }),
       ),
     ),
@@ -456,6 +501,9 @@ const COMMANDS: Record<string, (argv: Record<string, unknown>) => Promise<number
   runs: cmdRuns,
   'download-models': cmdDownload,
   serve: () => cmdServe(),
+  worker: async (argv) => (await import('./queue/commands.js')).cmdWorker(argv),
+  jobs: async (argv) => (await import('./queue/commands.js')).cmdJobs(argv, queueKit(argv)),
+  'train-all': async (argv) => (await import('./queue/commands.js')).cmdTrainAll(argv, queueKit(argv)),
 };
 
 export async function main(args: string[]): Promise<number> {

@@ -42,6 +42,8 @@ export interface ServeOptions {
   predictCacheEntries?: number;
   /** … and at most this many MiB of their tensors. */
   predictCacheMiB?: number;
+  /** Trainings go to this Redis queue (BullMQ) instead of this process: `--queue URL` or UFLOW_QUEUE. */
+  queue?: string;
   /** Where diagnostics go (default: stderr). */
   log?: (line: string) => void;
 }
@@ -54,7 +56,7 @@ export class UsageError extends Error {
 }
 
 export const SERVE_USAGE = `usage: uflow serve (--stdio | --node-ipc | --port N [--token T]) [--allow DIR]... [--backend NAME]
-                   [--predict-cache N] [--predict-cache-mb MB]
+                   [--predict-cache N] [--predict-cache-mb MB] [--queue redis://host:port]
   --stdio            JSON-RPC on stdin/stdout (logs on stderr)
   --node-ipc         JSON-RPC over Node's IPC channel (the VS Code extension's way)
   --port N           JSON-RPC over TCP on 127.0.0.1:N (0 = a free port, printed on stdout);
@@ -62,7 +64,9 @@ export const SERVE_USAGE = `usage: uflow serve (--stdio | --node-ipc | --port N 
   --allow DIR        also allow paths under DIR (repeatable); runs are kept in DIR/.uflow
   --backend NAME     tensor backend: tensorflow-gpu, tensorflow, webgpu, wasm, cpu
   --predict-cache N  models kept loaded for uflow/predict (default 4)
-  --predict-cache-mb MB  their tensors' total size (default 1024)`;
+  --predict-cache-mb MB  their tensors' total size (default 1024)
+  --queue URL        submit trainings to this Redis queue for \`uflow worker\`s (default: UFLOW_QUEUE;
+                     none: train in this process)`;
 
 /**
  * Parses the serve flags (`--flag value` or `--flag=value`). Unknown flags are an error, except the
@@ -120,6 +124,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       case '--predict-cache-mb':
         opts.predictCacheMiB = int('--predict-cache-mb', 1);
         break;
+      case '--queue':
+        opts.queue = value();
+        break;
       case '--clientProcessId':
         value();
         break;
@@ -131,6 +138,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     throw new UsageError(`${transports.length ? 'choose only one' : 'choose one'} of --stdio, --node-ipc, --port N\n${SERVE_USAGE}`);
   }
   opts.transport = transports[0];
+  if (opts.queue === undefined && env.UFLOW_QUEUE) opts.queue = env.UFLOW_QUEUE;
   if (opts.transport === 'port') {
     opts.token ??= env.UFLOW_TOKEN;
     if (!opts.token) throw new UsageError('--port needs a token: pass --token T or set UFLOW_TOKEN (clients send it as initializationOptions.token)');

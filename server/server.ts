@@ -49,6 +49,7 @@ import {
   type TcpListener,
 } from './connection.js';
 import { JobQueue } from './jobs.js';
+import { QueueClient } from './queue/client.js';
 import { makeRoot, PathPolicy, trainDirOf, uriToPath, type Root } from './paths.js';
 import { Methods, PROTOCOL_VERSION, type JobEnded, type LogParams, type UflowServerCapabilities } from './protocol.js';
 import { toResponseError } from './handlers/common.js';
@@ -182,7 +183,9 @@ class Session implements SessionApi {
 }
 
 class Daemon implements DaemonApi {
-  readonly jobs = new JobQueue();
+  readonly jobs: JobQueue;
+  readonly queue?: () => Promise<QueueClient>;
+  private queueClient: Promise<QueueClient> | undefined;
   readonly predictors: PredictorCache<Predictor>;
   readonly startedAt = Date.now();
   readonly allowRoots: Root[];
@@ -200,6 +203,12 @@ class Daemon implements DaemonApi {
 
   constructor(readonly opts: ServeOptions) {
     this.backend = opts.backend;
+    // With a Redis queue the training lane only forwards: the workers are the limit, not this process.
+    this.jobs = new JobQueue(opts.queue ? { train: 1000 } : {});
+    if (opts.queue) {
+      const url = opts.queue;
+      this.queue = () => (this.queueClient ??= QueueClient.open(url).catch((e: unknown) => ((this.queueClient = undefined), Promise.reject(e))));
+    }
     this.allowRoots = (opts.allow ?? []).map((d) => makeRoot(d, 'allowed'));
     this.predictors = new PredictorCache<Predictor>(
       (trainDir, runId) => Predictor.open({ trainDir, runId, backend: this.backend }),
@@ -347,6 +356,7 @@ class Daemon implements DaemonApi {
       await this.quiesce(reason);
       for (const sess of this.sessions.values()) if (sess.tcp) sess.channel.close();
       await this.tcp?.close();
+      await this.queueClient?.then((c) => c.close(), () => undefined);
       this.resolveDone();
     })();
     return this.stopping;

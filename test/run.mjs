@@ -14,6 +14,7 @@ const SUITES = {
   golden: ['test/golden'],
   cli: ['test/cli'],
   daemon: ['test/daemon'],
+  queue: ['test/queue'],
 };
 const RUNNERS = { vscode: 'test/vscode/run.mjs', e2e: 'test/e2e/run.mjs' };
 const which = process.argv[2] ?? 'all';
@@ -32,7 +33,7 @@ for (const n of names) {
     for (const f of readdirSync(dir).sort()) if (f.endsWith('.test.ts')) files.push(join(d, f));
   }
 }
-if (names.some((n) => n === 'cli' || n === 'daemon')) {
+if (names.some((n) => n === 'cli' || n === 'daemon' || n === 'queue')) {
   const b = spawnSync(process.execPath, ['esbuild.mjs'], { cwd: root, stdio: 'inherit' });
   if (b.status !== 0) process.exit(b.status ?? 1);
 }

@@ -7,6 +7,7 @@ import type { EngineInfo } from '../../models/engine.js';
 import type { JobQueue } from '../jobs.js';
 import type { Predictor } from '../pipeline.js';
 import type { PathPolicy } from '../paths.js';
+import type { QueueClient } from '../queue/client.js';
 import type { LogParams } from '../protocol.js';
 import type { PredictorCache } from './predictors.js';
 import type { WorkDoneReporter } from './progress.js';
@@ -37,6 +38,8 @@ export interface DaemonApi {
   broadcast(method: string, params: unknown): void;
   session(id: number): SessionApi | undefined;
   log(level: LogParams['level'], message: string, jobId?: string): void;
+  /** Set when trainings go to a Redis queue (`--queue`): the client, opened on first use. */
+  readonly queue?: () => Promise<QueueClient>;
   /** Runs markInterrupted on a train dir the first time the daemon meets it. */
   adoptTrainDir(trainDir: string): void;
 }

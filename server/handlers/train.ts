@@ -10,7 +10,8 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { DatasetError, detectLayout } from '../../models/data/dataset.js';
-import { prepareRun, train as runTraining, type ConfigOverrides } from '../pipeline.js';
+import { prepareRun, train as localTraining, type ConfigOverrides } from '../pipeline.js';
+import { remoteTrainer } from '../queue/remote-train.js';
 import { RpcError, trainDirOf } from '../paths.js';
 import { ErrorCodes, Methods, type JobEnded, type ModelKind, type RunInfo, type TrainResult, type TrainingUpdate } from '../protocol.js';
 import { readRun, writeRun, type StoredRun } from '../runs.js';
@@ -81,6 +82,8 @@ export async function train(params: unknown, ctx: RequestContext): Promise<Train
     throw e;
   }
 
+  // With `--queue` (uflow.queue) the run is trained by a worker; progress comes back the same way.
+  const runTraining = ctx.daemon.queue ? remoteTrainer(ctx.daemon.queue) : localTraining;
   const result: TrainResult = { jobs: [] };
   let clientToken = workDoneToken;
   for (const run of prepared) {
