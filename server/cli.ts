@@ -7,7 +7,7 @@
  * 130 interrupted by Ctrl-C (the last complete epoch is kept).
  */
 import yargs, { type Argv } from 'yargs';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Evaluation, ModelKind, RunInfo, TrainingUpdate } from './protocol.js';
 import {
@@ -23,6 +23,7 @@ import {
   type ConfigOverrides,
 } from './pipeline.js';
 import { formatEvaluationTable } from './report.js';
+import { fsErrorSentence, isErrnoError } from '../models/io/fs-errors.js';
 
 const DEFAULT_TRAIN_DIR = './.uflow';
 const DEFAULT_DATA = './data';
@@ -113,7 +114,23 @@ function datasetArgs(argv: Record<string, unknown>): { datasetPath: string; cate
 }
 
 function trainDirArg(argv: Record<string, unknown>): string {
-  return resolve(String(argv.train_dir ?? DEFAULT_TRAIN_DIR));
+  const dir = resolve(String(argv.train_dir ?? DEFAULT_TRAIN_DIR));
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return dir; // created on first use
+    if (code === 'ENOTDIR') throw new UsageError(`-train_dir ${dir}: a part of this path is a file, not a folder: choose a folder for the runs`);
+    throw new UsageError(`-train_dir ${fsErrorSentence(e as NodeJS.ErrnoException & { code: string }, dir)}`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`-train_dir ${dir} is a file, not a folder: choose a folder for the runs (default ${DEFAULT_TRAIN_DIR})`);
+  return dir;
+}
+
+/** Prints a dataset report on stderr (stdout stays clean for --json). */
+function printReport(_r: unknown, text: string): void {
+  err(text);
 }
 
 async function cmdTrain(argv: Record<string, unknown>): Promise<number> {
@@ -155,6 +172,10 @@ async function cmdTrain(argv: Record<string, unknown>): Promise<number> {
         onLog: (line) => {
           progress.finishLine();
           err(line);
+        },
+        onDatasetReport: (r, text) => {
+          progress.finishLine();
+          printReport(r, text);
         },
       },
     );
@@ -226,6 +247,8 @@ async function cmdEvaluate(argv: Record<string, unknown>): Promise<number> {
         highPrecision: Boolean(argv.hp),
         checkpoint: (argv.checkpoint as 'best' | 'last' | undefined) ?? 'best',
         backend: argv.backend as string | undefined,
+        allowMaskProblems: Boolean(argv['allow-mask-problems']),
+        onDatasetReport: printReport,
         onProgress: argv.json ? undefined : (done, total, msg) => {
           if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${msg} ${done}/${total}`);
           if (done === total && process.stderr.isTTY) process.stderr.write('\n');
@@ -409,6 +432,7 @@ export function buildParser(args: string[]): Argv {
           .option('hp', { alias: 'high-precision', type: 'boolean', default: false, describe: 'high-precision NFA for the segmentation and mIoU: the block (binomial-window) NFA with the exact continuous tail, as the original -hp; default: the tree NFA of the official evaluate.py' })
           .option('run', { type: 'string', requiresArg: true, describe: 'run id (default: the newest finished run of the category)' })
           .option('checkpoint', { type: 'string', requiresArg: true, choices: ['best', 'last'], default: 'best', describe: 'best: each metric from the checkpoint selected on it (as the official evaluate.py); last: the final one' })
+          .option('allow-mask-problems', { type: 'boolean', default: false, describe: 'evaluate without the test images whose mask is missing or mis-sized (they are listed) instead of refusing' })
           .option('json', { type: 'boolean', default: false, describe: 'print evaluation.json' }),
       ),
     ),
@@ -493,6 +517,10 @@ export async function main(args: string[]): Promise<number> {
     }
     if (e instanceof PipelineError) {
       err(`uflow ${cmd}: ${e.message}`);
+      return 1;
+    }
+    if (isErrnoError(e)) {
+      err(`uflow ${cmd}: ${fsErrorSentence(e)}`);
       return 1;
     }
     const msg = (e as Error)?.message ?? String(e);

@@ -36,6 +36,8 @@ import { runTraining, type ValidationResult } from '../models/train/trainer.js';
 import { computeMaps, computeMetricSet, mapsOfLatents, sameMaps, type MapSet } from '../models/train/evaluate.js';
 import { generateDemoDataset } from '../models/data/demo-dataset.js';
 import { writeHtmlReport } from './report.js';
+import { datasetForJob, type DatasetReportHooks } from './dataset-report.js';
+import { describeError } from '../models/io/fs-errors.js';
 import { DatasetError, datasetFingerprint, detectLayout, listSplit, type SplitItem } from '../models/data/dataset.js';
 import {
   decodeImage,
@@ -109,7 +111,7 @@ export interface TrainOptions {
   signal?: AbortSignal;
 }
 
-export interface TrainHooks {
+export interface TrainHooks extends DatasetReportHooks {
   /** Progress: feature caching, every step, every validation, the end. */
   onUpdate?(update: TrainingUpdate): void;
   /** run.json was rewritten (state, epochsDone, best). */
@@ -201,7 +203,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     tensorsBefore = tf.memory().numTensors;
     save({ engine: { backend: engine.backend, device: engine.device } });
     const cfg = run.config;
-    const ds = splitsOf(run.datasetPath);
+    const ds = await datasetForJob({ purpose: 'train', categoryDir: run.datasetPath, inputSize: cfg.model.input_size, runDir: run.dir, withTest: cfg.trainer.validate_every > 0, onDatasetReport: hooks.onDatasetReport });
     if (ds.train.length === 0) throw new PipelineError(`${run.datasetPath}: no training images (train/good is empty)`, 'BadDataset');
     log(`run ${run.runId}: ${ds.train.length} training images, ${ds.test.length} test images; backbone ${cfg.model.backbone} at ${cfg.model.input_size}, ${engine.backend} on ${engine.device}`);
     const extractor = await buildExtractor(cfg, opts.signal, log);
@@ -342,8 +344,7 @@ async function startWorkers(model: AnomalyModel, engine: EngineInfo, log: (l: st
 /** The message of an error for a person: ours as is, others with their kind. */
 function userMessage(e: unknown): string {
   if (e instanceof PipelineError || e instanceof DatasetError || e instanceof ImageError || e instanceof ConfigError || e instanceof TensorFileError) return e.message;
-  const err = e as Error;
-  return err?.message ?? String(e);
+  return describeError(e);
 }
 
 /** Re-throws the errors of other modules that a person can act on as PipelineErrors. */
@@ -352,7 +353,7 @@ function asPipelineError(e: unknown, code: PipelineError['code'] = 'BadDataset')
   if (e instanceof DatasetError || e instanceof ImageError) throw new PipelineError(e.message, 'BadDataset');
   if (e instanceof ConfigError) throw new PipelineError(e.message, /^overrides\b/.test(e.message) ? 'Usage' : 'JobFailed');
   if (e instanceof TensorFileError) throw new PipelineError(e.message, 'JobFailed');
-  throw new PipelineError((e as Error)?.message ?? String(e), code);
+  throw new PipelineError(describeError(e), code);
 }
 
 /** The engine in use, started on first need; a named backend other than the current one switches. */
@@ -524,7 +525,9 @@ function earlyStopStateOf(dir: string, epoch: number): { best: number; bad: numb
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
-export interface EvaluateOptions {
+export interface EvaluateOptions extends DatasetReportHooks {
+  /** Evaluate without the test images whose mask is missing, mis-sized or unreadable (listed in the report) instead of refusing. */
+  allowMaskProblems?: boolean;
   trainDir: string;
   /** Default: the newest finished run of `category`. */
   runId?: string;
@@ -588,7 +591,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
   const trainDir = resolve(opts.trainDir);
   const run = pickRun(trainDir, opts.runId, opts.category);
   const categoryDir = evaluationDataset(run, opts.datasetPath);
-  const items = splitsOf(categoryDir).test;
+  const items = (await datasetForJob({ purpose: 'evaluate', categoryDir, inputSize: run.config.model.input_size, runDir: run.dir, allowMaskProblems: opts.allowMaskProblems, onDatasetReport: opts.onDatasetReport })).test;
   if (!items.length) throw new PipelineError(`${categoryDir}: no test images (test/good and test/<defect> with ground_truth masks): nothing to evaluate`, 'BadDataset');
   if (!items.some((i) => i.label === 0) || !items.some((i) => i.label === 1)) {
     throw new PipelineError(`${categoryDir}: the test split needs both good images (test/good) and defective ones (test/<defect>) for AUROC`, 'BadDataset');
