@@ -27,6 +27,8 @@ export interface DatasetReportNotification {
 
 const KIND_WORDS: Record<ReportIssue['kind'], string> = {
   'not-image': 'not an image',
+  'not-a-file': 'not a regular file',
+  subfolder: 'subfolder',
   'symlink-loop': 'symlink loop',
   'broken-link': 'broken symlink',
   unreadable: 'unreadable',

@@ -7,6 +7,8 @@
  * | problem                                   | kind            | train                         | evaluate                      |
  * |-------------------------------------------|-----------------|-------------------------------|-------------------------------|
  * | not an image (README.txt, .gif, …)        | not-image       | skipped, warned               | skipped, warned               |
+ * | not a regular file (FIFO, socket, device) | not-a-file      | skipped, warned               | skipped, warned               |
+ * | a folder inside an image folder           | subfolder       | skipped (not read), warned    | skipped (not read), warned    |
  * | symbolic link loop / dangling link        | symlink-loop / broken-link | skipped, warned    | skipped, warned               |
  * | unreadable (permission), corrupt          | unreadable      | refused                       | refused                       |
  * | larger than the pixel limit               | too-large       | refused                       | refused                       |
@@ -35,6 +37,8 @@ import { decodeImageBytes, ImageError, isImagePath, readImageHeader, type ImageH
 
 export type IssueKind =
   | 'not-image'
+  | 'not-a-file'
+  | 'subfolder'
   | 'symlink-loop'
   | 'broken-link'
   | 'unreadable'
@@ -106,6 +110,8 @@ const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 export const ReportMessages = {
   notImage: (p: string) => `${p}: not an image (expected .png, .jpg, .jpeg, .bmp, .tif, .tiff): skipped`,
+  notAFile: (p: string) => `${p}: not a regular file (a pipe, socket or device): skipped; remove it`,
+  subfolder: (p: string) => `${p}: a folder inside an image folder is not read: skipped; move its images up or remove it`,
   symlinkLoop: (p: string) => `${p}: a symbolic link loop (the link leads back to itself): skipped; fix or remove the link`,
   brokenLink: (p: string) => `${p}: a symbolic link to nothing (its target is gone): skipped; fix or remove the link`,
   tooSmall: (p: string, w: number, h: number, min: number, input: number) =>
@@ -219,9 +225,11 @@ async function checkImage(path: string, b: Builder, minSide: number, inputSize: 
 function imageFiles(dir: string, b: Builder): string[] {
   const out: string[] = [];
   for (const e of listEntries(dir)) {
+    if (e.kind === 'dir') b.add({ kind: 'subfolder', action: 'warn', effect: 'skipped', path: e.path, message: ReportMessages.subfolder(e.path) });
+    else if (e.kind === 'other') b.add({ kind: 'not-a-file', action: 'warn', effect: 'skipped', path: e.path, message: ReportMessages.notAFile(e.path) });
     if (e.kind === 'loop') b.add({ kind: 'symlink-loop', action: 'warn', effect: 'skipped', path: e.path, message: ReportMessages.symlinkLoop(e.path) });
     else if (e.kind === 'broken') b.add({ kind: 'broken-link', action: 'warn', effect: 'skipped', path: e.path, message: ReportMessages.brokenLink(e.path) });
-    else if (e.kind === 'file' || e.kind === 'other') {
+    else if (e.kind === 'file') {
       if (isImagePath(e.path)) out.push(e.path);
       else b.add({ kind: 'not-image', action: 'warn', effect: 'skipped', path: e.path, message: ReportMessages.notImage(e.path) });
     }
