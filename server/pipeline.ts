@@ -37,6 +37,7 @@ import { computeMaps, computeMetricSet, mapsOfLatents, sameMaps, type MapSet } f
 import { generateDemoDataset } from '../models/data/demo-dataset.js';
 import { writeHtmlReport } from './report.js';
 import { datasetForJob, type DatasetReportHooks } from './dataset-report.js';
+import { preflightConfig } from './preflight.js';
 import { describeError } from '../models/io/fs-errors.js';
 import { DatasetError, datasetFingerprint, detectLayout, listSplit, type SplitItem } from '../models/data/dataset.js';
 import {
@@ -131,6 +132,7 @@ export function prepareRun(opts: TrainOptions): RunInfo {
   const model = opts.model ?? 'uflow';
   const ds = resolveDataset(opts.datasetPath, opts.category);
   const config = resolveConfig(ds.category, model, opts.configPath, opts.config);
+  preflightConfig(config, opts.configPath);
   const runId = newRunId(ds.category, model);
   const now = new Date().toISOString();
   const dir = runDir(trainDir, runId);

@@ -75,6 +75,7 @@ test('uflow/train: a tfjs: backbone folder in params.config outside the folders 
 test('uflow/train: a tfjs: folder in an --allow folder or in the model cache passes the guard (and fails later for its own reason)', async () => {
   for (const root of [allowed, cache]) {
     mkdirSync(join(root, 'model'), { recursive: true });
+    writeFileSync(join(root, 'model', 'model.json'), '{}');
     const res = (await d.conn.sendRequest('uflow/train', {
       datasetPath: cat,
       model: 'uflow',

@@ -14,7 +14,7 @@
  * Each category prints its table (cases, refused, warned, accepted) and appends it to
  * $TMPDIR/uflow-faults-table.json (UFLOW_FAULTS_TABLE overrides the file).
  */
-import { test, after, before } from 'node:test';
+import { describe, test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -132,8 +132,15 @@ export function formatTable(rows: Tally[]): string {
   return [head, ...lines, `${'total'.padEnd(12)} ${String(tot.cases).padStart(5)} ${String(tot.refused).padStart(7)} ${String(tot.warned).padStart(6)} ${String(tot.accepted).padStart(8)}`].join('\n');
 }
 
-/** Registers one test per case, and the category's table at the end. */
+/**
+ * Registers one test per case, and the category's table at the end. Cases run two at a time
+ * (UFLOW_FAULTS_CONCURRENCY): each is mostly a child process.
+ */
 export function category(name: string, cases: FaultCase[], opts: CategoryOptions = {}): void {
+  describe(name, { concurrency: Number(process.env.UFLOW_FAULTS_CONCURRENCY ?? 2) }, () => categoryBody(name, cases, opts));
+}
+
+function categoryBody(name: string, cases: FaultCase[], opts: CategoryOptions): void {
   const tally: Tally = { category: name, cases: 0, refused: 0, warned: 0, accepted: 0 };
   const names = new Set<string>();
   for (const c of cases) {
