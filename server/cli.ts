@@ -329,7 +329,9 @@ async function cmdDemo(argv: Record<string, unknown>): Promise<number> {
 async function cmdRuns(argv: Record<string, unknown>): Promise<number> {
   const trainDir = trainDirArg(argv);
   markInterrupted(trainDir);
-  const runs = listRuns(trainDir);
+  const problems: Array<{ path: string; message: string }> = [];
+  const runs = listRuns(trainDir, problems);
+  for (const p of problems) err(`warning: ${p.message.includes(p.path) ? p.message : `${p.path}: ${p.message}`} (not listed: fix or remove the run folder)`);
   if (argv.json) {
     out(JSON.stringify(runs, null, 2));
     return 0;

@@ -243,8 +243,8 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
         try {
           const f = readSafetensors(ts);
           if (f.metadata.epoch === String(startEpoch)) optimizerTensors = f.tensors;
-        } catch {
-          /* fresh moments */
+        } catch (e) {
+          log(`warning: ${describeError(e)}: the optimizer state is not used (Adam starts again from zero moments)`);
         }
       }
       if (startEpoch !== run.epochsDone) save({ epochsDone: startEpoch });
@@ -455,10 +455,18 @@ async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undefined, l
       }
       weights = paths.length === 1 ? paths[0] : paths;
     }
-    return await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, weights });
+    try {
+      return await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, weights });
+    } catch (e) {
+      // Name the weights file(s) the backbone was built from, unless the message already does.
+      const files = weights === undefined ? [] : Array.isArray(weights) ? weights : [weights];
+      const msg = describeError(e);
+      if (files.length && !files.some((f) => msg.includes(f))) throw new Error(`${files.join(', ')}: ${msg}`);
+      throw e;
+    }
   } catch (e) {
     if (e instanceof PipelineError) throw e;
-    throw new PipelineError(`backbone ${m.backbone}: ${(e as Error).message}`, 'NotAvailable');
+    throw new PipelineError(`backbone ${m.backbone}: ${describeError(e)}`, 'NotAvailable');
   }
 }
 
