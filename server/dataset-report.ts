@@ -9,6 +9,7 @@ import { atomicWriteJson } from '../models/io/atomic.js';
 import { buildDatasetReport, type DatasetReport, type ReportIssue } from '../models/data/dataset-report.js';
 import type { SplitItem } from '../models/data/dataset.js';
 import { PipelineError } from './runs.js';
+import { describeError } from '../models/io/fs-errors.js';
 
 export type { DatasetReport, ReportIssue };
 
@@ -96,11 +97,12 @@ export async function datasetForJob(o: JobDatasetOptions): Promise<{ train: Spli
     test: o.purpose === 'evaluate' || Boolean(o.withTest),
     allowMaskProblems: o.allowMaskProblems,
   });
-  const text = formatDatasetReport(report);
+  let text = formatDatasetReport(report);
   try {
     atomicWriteJson(join(o.runDir, DATASET_REPORT_FILE(o.purpose)), report);
-  } catch {
-    /* recording is best effort: the report still goes to the caller */
+  } catch (e) {
+    // Recording is best effort (the report still goes to the caller), but not silent.
+    text += `\n  warning: the report could not be recorded: ${describeError(e)}`;
   }
   o.onDatasetReport?.(report, text);
   if (report.refused) {

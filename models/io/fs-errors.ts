@@ -35,7 +35,7 @@ export function fsErrorSentence(e: ErrnoLike, path?: string): string {
     case 'EISDIR':
       return `${p}: is a folder where a file was expected: give the path of a file`;
     case 'ENOSPC':
-      return `${p}: no space left on the device (disk full): free some space, or use a folder on another disk (-train_dir); the last complete checkpoint is kept`;
+      return `${p}: no space left on the device (disk full): free some space, or use a folder on another disk (-train_dir)`;
     case 'EDQUOT':
       return `${p}: disk quota exceeded: free some space or use a folder on another disk`;
     case 'EROFS':

@@ -14,6 +14,7 @@ const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, w
 fs.openSync = function (path, ...rest) {
   const fd = origOpen.call(this, path, ...rest);
   if (typeof path === 'string' && match.test(path)) doomed.add(fd);
+  else doomed.delete(fd); // a reused descriptor number
   return fd;
 };
 fs.writeSync = function (fd, ...rest) {
