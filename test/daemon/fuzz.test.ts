@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { requireBuild, SERVER, tempDir } from './harness.js';
+import { RawClient } from './raw-client.js';
 import { writeTinyCategory } from './fixtures.js';
 import { cli } from '../cli/cli-helpers.js';
 
@@ -36,48 +37,6 @@ function rng(seed: number): () => number {
     s ^= s << 5;
     return (s >>> 0) / 4294967296;
   };
-}
-
-/** A raw framed client on the daemon's stdio. */
-class RawClient {
-  private buf = Buffer.alloc(0);
-  private waiters: Array<(m: unknown) => void> = [];
-  readonly received: unknown[] = [];
-  constructor(private readonly proc: ReturnType<typeof spawn>) {
-    proc.stdout!.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      for (;;) {
-        const he = this.buf.indexOf('\r\n\r\n');
-        if (he < 0) return;
-        const m = /content-length:\s*(\d+)/i.exec(this.buf.subarray(0, he).toString('ascii'));
-        assert.ok(m, `a frame without Content-Length from the daemon: ${this.buf.subarray(0, he)}`);
-        const len = Number(m[1]);
-        if (this.buf.length < he + 4 + len) return;
-        const msg = JSON.parse(this.buf.subarray(he + 4, he + 4 + len).toString('utf8'));
-        this.buf = this.buf.subarray(he + 4 + len);
-        this.received.push(msg);
-        for (const w of this.waiters.splice(0)) w(msg);
-      }
-    });
-  }
-  sendRaw(body: Buffer): void {
-    this.proc.stdin!.write(Buffer.concat([Buffer.from(`Content-Length: ${body.length}\r\n\r\n`, 'ascii'), body]));
-  }
-  send(msg: unknown): void {
-    this.sendRaw(Buffer.from(JSON.stringify(msg), 'utf8'));
-  }
-  /** Waits until `pred` holds over what was received (checked on every message). */
-  async until(pred: () => boolean, ms: number, what: string): Promise<void> {
-    const t0 = Date.now();
-    while (!pred()) {
-      const left = ms - (Date.now() - t0);
-      if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, Math.min(left, 200));
-        this.waiters.push(() => (clearTimeout(t), r()));
-      });
-    }
-  }
 }
 
 /** The oracle: what the daemon must do with this body (JSON-RPC 2.0 §4–5, LSP base protocol: no batches). */

@@ -53,6 +53,8 @@ export interface CategoryOptions {
   base?(dir: string): Promise<void>;
   /** Per-test timeout (ms). */
   timeout?: number;
+  /** Cases at a time (default UFLOW_FAULTS_CONCURRENCY or 2); 1 where cases share one process. */
+  concurrency?: number;
 }
 
 /** path → content hash (symlinks: their target) of every entry under dir. */
@@ -137,7 +139,7 @@ export function formatTable(rows: Tally[]): string {
  * (UFLOW_FAULTS_CONCURRENCY): each is mostly a child process.
  */
 export function category(name: string, cases: FaultCase[], opts: CategoryOptions = {}): void {
-  describe(name, { concurrency: Number(process.env.UFLOW_FAULTS_CONCURRENCY ?? 2) }, () => categoryBody(name, cases, opts));
+  describe(name, { concurrency: opts.concurrency ?? Number(process.env.UFLOW_FAULTS_CONCURRENCY ?? 2) }, () => categoryBody(name, cases, opts));
 }
 
 function categoryBody(name: string, cases: FaultCase[], opts: CategoryOptions): void {
