@@ -167,7 +167,7 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     return result;
   };
 
-  const evaluate = async (arg?: unknown, opts: { show?: boolean; highPrecision?: boolean } = {}): Promise<Evaluation | undefined> => {
+  const evaluate = async (arg?: unknown, opts: { show?: boolean; highPrecision?: boolean; allowMaskProblems?: boolean } = {}): Promise<Evaluation | undefined> => {
     const runId = runIdOf(arg);
     const run = runId
       ? (await listRuns(daemon)).find((r) => r.runId === runId)
@@ -186,7 +186,7 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
         let last = 0;
         return daemon.requestWithProgress<Evaluation>(
           Methods.evaluate,
-          { runId: run.runId, highPrecision: opts.highPrecision },
+          { runId: run.runId, highPrecision: opts.highPrecision, ...(opts.allowMaskProblems ? { allowMaskProblems: true } : {}) },
           (p) => {
             const inc = p.percentage !== undefined ? Math.max(0, p.percentage - last) : undefined;
             if (p.percentage !== undefined) last = p.percentage;

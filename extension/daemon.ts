@@ -6,7 +6,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import * as vscode from 'vscode';
 import {
   CloseAction,
@@ -22,6 +22,7 @@ import {
   type WorkDoneProgressEnd,
 } from 'vscode-languageclient/node';
 import { Methods, type JobEnded, type StatusResult, type TrainingUpdate } from '../server/protocol.js';
+import { DATASET_REPORT_NOTIFICATION, type DatasetReportNote } from './datasetReport.js';
 
 export type DaemonState = 'starting' | 'ready' | 'restarting' | 'stopped' | 'failed';
 
@@ -72,6 +73,9 @@ export class Daemon implements vscode.Disposable {
   readonly onTrainingUpdate = this._onTraining.event;
   private readonly _onJobEnded = new vscode.EventEmitter<JobEnded>();
   readonly onJobEnded = this._onJobEnded.event;
+  private readonly _onDatasetReport = new vscode.EventEmitter<DatasetReportNote>();
+  /** A dataset report (start of a training or an evaluation). */
+  readonly onDatasetReport = this._onDatasetReport.event;
   private readonly _onExit = new vscode.EventEmitter<DaemonExit>();
   /** The daemon process ended (crash or requested stop). */
   readonly onDidExit = this._onExit.event;
@@ -107,6 +111,19 @@ export class Daemon implements vscode.Disposable {
   /** Where Install GPU Backend puts @tensorflow/tfjs-node(-gpu). */
   backendDir(): string {
     return join(this.context.globalStorageUri.fsPath, 'backend');
+  }
+
+  /**
+   * The folders the daemon may use besides the workspace folders (its path guard): the extension's
+   * storage and the `uflow.allowedFolders` setting (absolute paths), as `--allow DIR` flags.
+   */
+  allowArgs(): string[] {
+    const out = ['--allow', this.context.globalStorageUri.fsPath];
+    for (const f of vscode.workspace.getConfiguration('uflow').get<string[]>('allowedFolders') ?? []) {
+      if (typeof f === 'string' && isAbsolute(f)) out.push('--allow', f);
+      else this.output.appendLine(`[extension] uflow.allowedFolders: '${String(f)}' is not an absolute path: ignored`);
+    }
+    return out;
   }
 
   private environment(): NodeJS.ProcessEnv {
@@ -162,7 +179,7 @@ export class Daemon implements vscode.Disposable {
       'uflow',
       'U-Flow daemon',
       async () => {
-        const child = fork(script, ['--node-ipc'], {
+        const child = fork(script, ['--node-ipc', ...this.allowArgs()], {
           env: this.environment(),
           execArgv: [],
           silent: true,
@@ -182,6 +199,7 @@ export class Daemon implements vscode.Disposable {
       else this.output.appendLine(`${p.level ? `[${p.level}] ` : ''}${p.message ?? JSON.stringify(p)}`);
     });
     client.onNotification(Methods.trainingUpdate, (u: TrainingUpdate) => this._onTraining.fire(u));
+    client.onNotification(DATASET_REPORT_NOTIFICATION, (n: DatasetReportNote) => this._onDatasetReport.fire(n));
     client.onNotification(Methods.jobEnded, (e: JobEnded) => {
       this._onJobEnded.fire(e);
       void this.refreshStatus();
@@ -274,7 +292,8 @@ export class Daemon implements vscode.Disposable {
   }
 
   private configKey(): string {
-    return `${this.serverPath()}|${vscode.workspace.getConfiguration('uflow').get<string>('backend') ?? 'auto'}|${vscode.workspace.getConfiguration('uflow').get<string>('queue') ?? ''}`;
+    const c = vscode.workspace.getConfiguration('uflow');
+    return `${this.serverPath()}|${c.get<string>('backend') ?? 'auto'}|${c.get<string>('queue') ?? ''}|${JSON.stringify(c.get<string[]>('allowedFolders') ?? [])}`;
   }
 
   /** After a settings change: restarts the daemon if its script or backend changed (or it had given up). */

@@ -13,6 +13,7 @@ import { Predictions } from './predictions.js';
 import { RunsTreeProvider } from './runsTree.js';
 import { StatusBar } from './statusBar.js';
 import { TrainingTracker } from './training.js';
+import { DatasetReports } from './datasetReport.js';
 
 /** What activate() returns: used by the integration tests (and other extensions). */
 export interface UFlowApi {
@@ -24,6 +25,7 @@ export interface UFlowApi {
   hover: ImagePathHoverProvider;
   predictions: Predictions;
   panels: { training: () => TrainingPanel | undefined; results: () => ResultsPanel[] };
+  datasetReports: DatasetReports;
 }
 
 let daemonRef: Daemon | undefined;
@@ -40,6 +42,7 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
   const imageViews = new ImageViewProvider(context, daemon, predictions);
   const hover = new ImagePathHoverProvider(predictions);
   const panelCtx = { context, daemon, tracker, predictions };
+  const datasetReports = new DatasetReports(output);
 
   context.subscriptions.push(
     daemon,
@@ -48,6 +51,8 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
     statusBar,
     runsTree,
     daemon.onTrainingUpdate((u) => tracker.update(u)),
+    datasetReports,
+    daemon.onDatasetReport((n) => datasetReports.show(n)),
     daemon.onJobEnded((e) => {
       tracker.jobEnded(e);
       if (e.kind === 'train' && e.state === 'failed') {
@@ -82,7 +87,7 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
     ...registerPanelSerializers(panelCtx),
     ...registerCommands({ ...panelCtx, runsTree }),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('uflow.serverPath') || e.affectsConfiguration('uflow.backend') || e.affectsConfiguration('uflow.queue')) {
+      if (e.affectsConfiguration('uflow.serverPath') || e.affectsConfiguration('uflow.backend') || e.affectsConfiguration('uflow.queue') || e.affectsConfiguration('uflow.allowedFolders')) {
         void daemon.configurationChanged().catch((err) => output.appendLine(`[extension] restart failed: ${errorMessage(err)}`));
       }
     }),
@@ -101,6 +106,7 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
     hover,
     predictions,
     panels: { training: () => TrainingPanel.current, results: () => [...ResultsPanel.panels.values()] },
+    datasetReports,
   };
 }
 

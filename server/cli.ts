@@ -7,7 +7,7 @@
  * 130 interrupted by Ctrl-C (the last complete epoch is kept).
  */
 import yargs, { type Argv } from 'yargs';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Evaluation, ModelKind, NfaVariant, RunInfo, TrainingUpdate } from './protocol.js';
 import {
@@ -23,6 +23,7 @@ import {
   type ConfigOverrides,
 } from './pipeline.js';
 import { formatEvaluationTable } from './report.js';
+import { fsErrorSentence, isErrnoError } from '../models/io/fs-errors.js';
 
 const DEFAULT_TRAIN_DIR = './.uflow';
 const DEFAULT_DATA = './data';
@@ -113,7 +114,23 @@ function datasetArgs(argv: Record<string, unknown>): { datasetPath: string; cate
 }
 
 function trainDirArg(argv: Record<string, unknown>): string {
-  return resolve(String(argv.train_dir ?? DEFAULT_TRAIN_DIR));
+  const dir = resolve(String(argv.train_dir ?? DEFAULT_TRAIN_DIR));
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return dir; // created on first use
+    if (code === 'ENOTDIR') throw new UsageError(`-train_dir ${dir}: a part of this path is a file, not a folder: choose a folder for the runs`);
+    throw new UsageError(`-train_dir ${fsErrorSentence(e as NodeJS.ErrnoException & { code: string }, dir)}`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`-train_dir ${dir} is a file, not a folder: choose a folder for the runs (default ${DEFAULT_TRAIN_DIR})`);
+  return dir;
+}
+
+/** Prints a dataset report on stderr (stdout stays clean for --json). */
+function printReport(_r: unknown, text: string): void {
+  err(text);
 }
 
 async function cmdTrain(argv: Record<string, unknown>): Promise<number> {
@@ -156,6 +173,10 @@ async function cmdTrain(argv: Record<string, unknown>): Promise<number> {
         onLog: (line) => {
           progress.finishLine();
           err(line);
+        },
+        onDatasetReport: (r, text) => {
+          progress.finishLine();
+          printReport(r, text);
         },
       },
     );
@@ -228,6 +249,8 @@ async function cmdEvaluate(argv: Record<string, unknown>): Promise<number> {
         nfa: argv.nfa as NfaVariant | undefined,
         checkpoint: (argv.checkpoint as 'best' | 'last' | undefined) ?? 'best',
         backend: argv.backend as string | undefined,
+        allowMaskProblems: Boolean(argv['allow-mask-problems']),
+        onDatasetReport: printReport,
         onProgress: argv.json ? undefined : (done, total, msg) => {
           if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${msg} ${done}/${total}`);
           if (done === total && process.stderr.isTTY) process.stderr.write('\n');
@@ -308,7 +331,9 @@ async function cmdDemo(argv: Record<string, unknown>): Promise<number> {
 async function cmdRuns(argv: Record<string, unknown>): Promise<number> {
   const trainDir = trainDirArg(argv);
   markInterrupted(trainDir);
-  const runs = listRuns(trainDir);
+  const problems: Array<{ path: string; message: string }> = [];
+  const runs = listRuns(trainDir, problems);
+  for (const p of problems) err(`warning: ${p.message.includes(p.path) ? p.message : `${p.path}: ${p.message}`} (not listed: fix or remove the run folder)`);
   if (argv.json) {
     out(JSON.stringify(runs, null, 2));
     return 0;
@@ -456,6 +481,7 @@ export function buildParser(args: string[]): Argv {
           .option('nfa', { type: 'string', requiresArg: true, choices: ['calibrated', 'tree', 'block', 'block-hp'], describe: "detection for the segmentation and mIoU: calibrated (default: the null fitted on the run's held-out normal images), or the paper's tree / block / block-hp NFA under N(0, I)" })
           .option('run', { type: 'string', requiresArg: true, describe: 'run id (default: the newest finished run of the category)' })
           .option('checkpoint', { type: 'string', requiresArg: true, choices: ['best', 'last'], default: 'best', describe: 'best: each metric from the checkpoint selected on it (as the official evaluate.py); last: the final one' })
+          .option('allow-mask-problems', { type: 'boolean', default: false, describe: 'evaluate without the test images whose mask is missing or mis-sized (they are listed) instead of refusing' })
           .option('json', { type: 'boolean', default: false, describe: 'print evaluation.json' }),
       ),
     ),
@@ -544,6 +570,10 @@ export async function main(args: string[]): Promise<number> {
     }
     if (e instanceof PipelineError) {
       err(`uflow ${cmd}: ${e.message}`);
+      return 1;
+    }
+    if (isErrnoError(e)) {
+      err(`uflow ${cmd}: ${fsErrorSentence(e)}`);
       return 1;
     }
     const msg = (e as Error)?.message ?? String(e);

@@ -26,6 +26,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { ModelConfig, ModelKind, RunConfig, TrainerConfig } from './protocol.js';
 import { atomicWriteFile } from '../models/io/atomic.js';
+import { fsErrorSentence, isErrnoError } from '../models/io/fs-errors.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -318,7 +319,9 @@ function readYaml(path: string): unknown {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new ConfigError(`${path}: no such config file: check the path`);
-    throw new ConfigError(`${path}: cannot read the config file (${code ?? String(e)})`);
+    if (code === 'EISDIR') throw new ConfigError(`${path}: is a folder, not a config file: give the path of a .yaml file`);
+    if (isErrnoError(e)) throw new ConfigError(`cannot read the config file: ${fsErrorSentence(e, path)}`);
+    throw new ConfigError(`${path}: cannot read the config file (${String(e)})`);
   }
   const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {

@@ -80,7 +80,11 @@ export function makeRoot(path: string, kind: Root['kind']): Root {
 export class PathPolicy {
   private workspaces: Root[] = [];
 
-  constructor(private readonly allowed: Root[]) {}
+  /** `extra`: folders that pass `check` but are not listed in `roots()` (no runs there): the model cache. */
+  constructor(
+    private readonly allowed: Root[],
+    private readonly extra: Root[] = [],
+  ) {}
 
   setWorkspaces(paths: string[]): void {
     const seen = new Set<string>();
@@ -110,13 +114,14 @@ export class PathPolicy {
 
   describeRoots(): string {
     const r = this.roots();
-    return r.length ? r.map((x) => x.path).join(', ') : '(none: the client declared no workspace folders and the daemon has no --allow folder)';
+    const listed = r.length ? r.map((x) => x.path).join(', ') : '(none: the client declared no workspace folders and the daemon has no --allow folder)';
+    return this.extra.length ? `${listed} (and the model cache ${this.extra.map((x) => x.path).join(', ')})` : listed;
   }
 
   /** The root holding the real path `real`, innermost first when roots nest. */
   rootOf(real: string): Root | undefined {
     let best: Root | undefined;
-    for (const r of this.roots()) if (isInside(r.real, real) && (!best || r.real.length > best.real.length)) best = r;
+    for (const r of [...this.roots(), ...this.extra]) if (isInside(r.real, real) && (!best || r.real.length > best.real.length)) best = r;
     return best;
   }
 

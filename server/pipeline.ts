@@ -45,6 +45,9 @@ import { falseAlarmStats } from '../models/metrics/false-alarms.js';
 import { regionsOf, thresholdSummary } from '../models/train/threshold-report.js';
 import { fitAndSave, savedCalibration, summaryOf, type CalibrationEntry } from './calibration.js';
 import { writeHtmlReport } from './report.js';
+import { datasetForJob, type DatasetReportHooks } from './dataset-report.js';
+import { preflightConfig } from './preflight.js';
+import { describeError } from '../models/io/fs-errors.js';
 import { DatasetError, datasetFingerprint, detectLayout, listSplit, type SplitItem } from '../models/data/dataset.js';
 import {
   decodeImage,
@@ -118,7 +121,7 @@ export interface TrainOptions {
   signal?: AbortSignal;
 }
 
-export interface TrainHooks {
+export interface TrainHooks extends DatasetReportHooks {
   /** Progress: feature caching, every step, every validation, the end. */
   onUpdate?(update: TrainingUpdate): void;
   /** run.json was rewritten (state, epochsDone, best). */
@@ -138,6 +141,7 @@ export function prepareRun(opts: TrainOptions): RunInfo {
   const model = opts.model ?? 'uflow';
   const ds = resolveDataset(opts.datasetPath, opts.category);
   const config = resolveConfig(ds.category, model, opts.configPath, opts.config);
+  preflightConfig(config, opts.configPath);
   const runId = newRunId(ds.category, model);
   const now = new Date().toISOString();
   const dir = runDir(trainDir, runId);
@@ -210,7 +214,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     tensorsBefore = tf.memory().numTensors;
     save({ engine: { backend: engine.backend, device: engine.device } });
     const cfg = run.config;
-    const ds = splitsOf(run.datasetPath);
+    const ds = await datasetForJob({ purpose: 'train', categoryDir: run.datasetPath, inputSize: cfg.model.input_size, runDir: run.dir, withTest: cfg.trainer.validate_every > 0, onDatasetReport: hooks.onDatasetReport });
     if (ds.train.length === 0) throw new PipelineError(`${run.datasetPath}: no training images (train/good is empty)`, 'BadDataset');
     const split = run.holdout
       ? splitByNames(ds.train, run.holdout.images)
@@ -260,8 +264,8 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
         try {
           const f = readSafetensors(ts);
           if (f.metadata.epoch === String(startEpoch)) optimizerTensors = f.tensors;
-        } catch {
-          /* fresh moments */
+        } catch (e) {
+          log(`warning: ${describeError(e)}: the optimizer state is not used (Adam starts again from zero moments)`);
         }
       }
       if (startEpoch !== run.epochsDone) save({ epochsDone: startEpoch });
@@ -372,8 +376,7 @@ async function startWorkers(model: AnomalyModel, engine: EngineInfo, log: (l: st
 /** The message of an error for a person: ours as is, others with their kind. */
 function userMessage(e: unknown): string {
   if (e instanceof PipelineError || e instanceof DatasetError || e instanceof ImageError || e instanceof ConfigError || e instanceof TensorFileError) return e.message;
-  const err = e as Error;
-  return err?.message ?? String(e);
+  return describeError(e);
 }
 
 /** Re-throws the errors of other modules that a person can act on as PipelineErrors. */
@@ -382,7 +385,7 @@ function asPipelineError(e: unknown, code: PipelineError['code'] = 'BadDataset')
   if (e instanceof DatasetError || e instanceof ImageError) throw new PipelineError(e.message, 'BadDataset');
   if (e instanceof ConfigError) throw new PipelineError(e.message, /^overrides\b/.test(e.message) ? 'Usage' : 'JobFailed');
   if (e instanceof TensorFileError) throw new PipelineError(e.message, 'JobFailed');
-  throw new PipelineError((e as Error)?.message ?? String(e), code);
+  throw new PipelineError(describeError(e), code);
 }
 
 /** The engine in use, started on first need; a named backend other than the current one switches. */
@@ -483,10 +486,18 @@ async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undefined, l
       }
       weights = paths.length === 1 ? paths[0] : paths;
     }
-    return await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, preprocessing: m.backbone_preprocessing, weights });
+    try {
+      return await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, preprocessing: m.backbone_preprocessing, weights });
+    } catch (e) {
+      // Name the weights file(s) the backbone was built from, unless the message already does.
+      const files = weights === undefined ? [] : Array.isArray(weights) ? weights : [weights];
+      const msg = describeError(e);
+      if (files.length && !files.some((f) => msg.includes(f))) throw new Error(`${files.join(', ')}: ${msg}`);
+      throw e;
+    }
   } catch (e) {
     if (e instanceof PipelineError) throw e;
-    throw new PipelineError(`backbone ${m.backbone}: ${(e as Error).message}`, 'NotAvailable');
+    throw new PipelineError(`backbone ${m.backbone}: ${describeError(e)}`, 'NotAvailable');
   }
 }
 
@@ -614,7 +625,9 @@ function earlyStopStateOf(dir: string, epoch: number): { best: number; bad: numb
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
-export interface EvaluateOptions {
+export interface EvaluateOptions extends DatasetReportHooks {
+  /** Evaluate without the test images whose mask is missing, mis-sized or unreadable (listed in the report) instead of refusing. */
+  allowMaskProblems?: boolean;
   trainDir: string;
   /** Default: the newest finished run of `category`. */
   runId?: string;
@@ -683,7 +696,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
   const trainDir = resolve(opts.trainDir);
   const run = pickRun(trainDir, opts.runId, opts.category);
   const categoryDir = evaluationDataset(run, opts.datasetPath);
-  const items = splitsOf(categoryDir).test;
+  const items = (await datasetForJob({ purpose: 'evaluate', categoryDir, inputSize: run.config.model.input_size, runDir: run.dir, allowMaskProblems: opts.allowMaskProblems, onDatasetReport: opts.onDatasetReport })).test;
   if (!items.length) throw new PipelineError(`${categoryDir}: no test images (test/good and test/<defect> with ground_truth masks): nothing to evaluate`, 'BadDataset');
   if (!items.some((i) => i.label === 0) || !items.some((i) => i.label === 1)) {
     throw new PipelineError(`${categoryDir}: the test split needs both good images (test/good) and defective ones (test/<defect>) for AUROC`, 'BadDataset');

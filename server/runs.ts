@@ -121,8 +121,8 @@ function readRunFile(file: string, dir: string): StoredRun {
   return run;
 }
 
-/** All runs under trainDir, newest first. Unreadable run folders are skipped. */
-export function listRuns(trainDir: string): StoredRun[] {
+/** All runs under trainDir, newest first. Unreadable run folders are skipped (and told to `problems` when given). */
+export function listRuns(trainDir: string, problems?: Array<{ path: string; message: string }>): StoredRun[] {
   const root = runsRoot(trainDir);
   if (!existsSync(root)) return [];
   const runs: StoredRun[] = [];
@@ -133,8 +133,9 @@ export function listRuns(trainDir: string): StoredRun[] {
     if (!existsSync(file)) continue;
     try {
       runs.push(readRunFile(file, dir));
-    } catch {
-      /* a foreign or broken folder: not a run */
+    } catch (e) {
+      // A foreign or broken folder: not a run.
+      problems?.push({ path: file, message: `${(e as Error)?.message ?? String(e)}` });
     }
   }
   return runs.sort(compareRunsNewestFirst);

@@ -53,6 +53,8 @@ import { QueueClient } from './queue/client.js';
 import { makeRoot, PathPolicy, trainDirOf, uriToPath, type Root } from './paths.js';
 import { Methods, PROTOCOL_VERSION, type JobEnded, type LogParams, type UflowServerCapabilities } from './protocol.js';
 import { toResponseError } from './handlers/common.js';
+import { GuardedReader } from './rpc-guard.js';
+import { modelCacheRoot } from './path-guard.js';
 import type { DaemonApi, RequestContext, SessionApi } from './handlers/context.js';
 import { handlers } from './handlers/index.js';
 import { PredictorCache } from './handlers/predictors.js';
@@ -84,7 +86,8 @@ class Session implements SessionApi {
     readonly tcp: boolean,
     private readonly daemon: Daemon,
   ) {
-    this.policy = new PathPolicy(daemon.allowRoots);
+    // The model cache (backbone weights) passes the guard too, but is not a place for runs.
+    this.policy = new PathPolicy(daemon.allowRoots, [modelCacheRoot()]);
   }
 
   notify(method: string, params: unknown): void {
@@ -210,6 +213,7 @@ class Daemon implements DaemonApi {
       this.queue = () => (this.queueClient ??= QueueClient.open(url).catch((e: unknown) => ((this.queueClient = undefined), Promise.reject(e))));
     }
     this.allowRoots = (opts.allow ?? []).map((d) => makeRoot(d, 'allowed'));
+
     this.predictors = new PredictorCache<Predictor>(
       (trainDir, runId) => Predictor.open({ trainDir, runId, backend: this.backend }),
       opts.predictCacheEntries ?? 4,
@@ -227,6 +231,7 @@ class Daemon implements DaemonApi {
       },
     );
     for (const r of this.allowRoots) this.adoptTrainDir(trainDirOf(r.path));
+
     // Tensor hygiene: a job that ran alone (and did not change the model cache) must leave
     // tf.memory().numTensors where it found it; a difference is logged as a leak.
     const alone = new Map<string, { tensors: number; cache: string }>();
@@ -295,7 +300,8 @@ class Daemon implements DaemonApi {
 
   /** Serves one client on a channel. */
   attach(channel: Channel, tcp: boolean): Session {
-    const conn = createConnection(channel.reader, channel.writer);
+    const sid = this.nextSession;
+    const conn = createConnection(new GuardedReader(channel.reader, channel.writer, (line) => this.log('warn', `client ${sid}: ${line}`)), channel.writer);
     const session = new Session(this.nextSession++, conn, channel, tcp, this);
     this.sessions.set(session.id, session);
 

@@ -3,8 +3,11 @@
 // (TypeScript through tsx); cli and daemon build dist/ first (they run the bundles). vscode and e2e
 // run in a real VS Code (code-server + Chromium) through their own runners (test/vscode/run.mjs,
 // test/e2e/run.mjs), which skip with a message when UFLOW_E2E=skip. `all` runs everything.
+// faults is the fault catalogue (test/faults, built on dist/ too): its table by category
+// (cases, refused, warned, accepted) is printed at the end.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,6 +18,7 @@ const SUITES = {
   cli: ['test/cli'],
   daemon: ['test/daemon'],
   queue: ['test/queue'],
+  faults: ['test/faults'],
 };
 const RUNNERS = { vscode: 'test/vscode/run.mjs', e2e: 'test/e2e/run.mjs' };
 const which = process.argv[2] ?? 'all';
@@ -33,7 +37,7 @@ for (const n of names) {
     for (const f of readdirSync(dir).sort()) if (f.endsWith('.test.ts')) files.push(join(d, f));
   }
 }
-if (names.some((n) => n === 'cli' || n === 'daemon' || n === 'queue')) {
+if (names.some((n) => n === 'cli' || n === 'daemon' || n === 'queue' || n === 'faults')) {
   const b = spawnSync(process.execPath, ['esbuild.mjs'], { cwd: root, stdio: 'inherit' });
   if (b.status !== 0) process.exit(b.status ?? 1);
 }
@@ -42,13 +46,23 @@ if (files.length === 0 && runners.length === 0) {
   process.exit(1);
 }
 let status = 0;
+const faultsTable = join(tmpdir(), `uflow-faults-table-${process.pid}.json`);
 if (files.length) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...process.argv.slice(3), ...files], {
     cwd: root,
     stdio: 'inherit',
-    env: { ...process.env, UFLOW_TESTING: '1' },
+    env: { ...process.env, UFLOW_TESTING: '1', UFLOW_FAULTS_TABLE: faultsTable },
   });
   status = r.status ?? 1;
+}
+if (existsSync(faultsTable)) {
+  const rows = JSON.parse(readFileSync(faultsTable, 'utf8'));
+  const line = (r) => `${r.category.padEnd(12)} ${String(r.cases).padStart(5)} ${String(r.refused).padStart(7)} ${String(r.warned).padStart(6)} ${String(r.accepted).padStart(8)}`;
+  const total = rows.reduce((a, r) => ({ ...a, cases: a.cases + r.cases, refused: a.refused + r.refused, warned: a.warned + r.warned, accepted: a.accepted + r.accepted }), { category: 'total', cases: 0, refused: 0, warned: 0, accepted: 0 });
+  console.log(`\nfault catalogue (test/faults):\n${'category'.padEnd(12)} ${'cases'.padStart(5)} ${'refused'.padStart(7)} ${'warned'.padStart(6)} ${'accepted'.padStart(8)}`);
+  for (const r of rows) console.log(line(r));
+  console.log(line(total));
+  rmSync(faultsTable, { force: true });
 }
 for (const n of runners) {
   console.log(`\n=== ${n} (${RUNNERS[n]}) ===`);

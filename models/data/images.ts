@@ -76,6 +76,24 @@ function corrupt(path: string): ImageError {
   return new ImageError(path, corruptMessage(path));
 }
 
+/** sharp's default pixel limit (16383 × 16383 + a little), raised or lowered with UFLOW_MAX_IMAGE_PIXELS. */
+export const DEFAULT_MAX_IMAGE_PIXELS = 268402689;
+
+/** The largest image (width × height) we decode: UFLOW_MAX_IMAGE_PIXELS, else DEFAULT_MAX_IMAGE_PIXELS. */
+export function maxImagePixels(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.UFLOW_MAX_IMAGE_PIXELS);
+  return Number.isInteger(v) && v > 0 ? v : DEFAULT_MAX_IMAGE_PIXELS;
+}
+
+export function tooLargeMessage(path: string, width: number | undefined, height: number | undefined, limit = maxImagePixels()): string {
+  const size = width && height ? `${width}×${height} = ${width * height} pixels` : 'more pixels than allowed';
+  return `${path}: image too large (${size}; limit ${limit} pixels): resize it, or set UFLOW_MAX_IMAGE_PIXELS to a larger limit`;
+}
+
+function isPixelLimitError(e: unknown): boolean {
+  return /pixel limit/i.test((e as Error)?.message ?? '');
+}
+
 async function readBytes(path: string): Promise<Buffer> {
   try {
     return await readFile(path);
@@ -83,6 +101,8 @@ async function readBytes(path: string): Promise<Buffer> {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new ImageError(path, `${path}: no such file: check the path`);
     if (code === 'EISDIR') throw new ImageError(path, `${path}: is a folder, not an image: give the path of an image file`);
+    if (code === 'EACCES' || code === 'EPERM') throw new ImageError(path, `${path}: permission denied: make the file readable (chmod a+r) or remove it`);
+    if (code === 'ELOOP') throw new ImageError(path, `${path}: a symbolic link that points to itself (a loop): fix or remove the link`);
     throw new ImageError(path, `${path}: cannot be read (${code ?? String(e)}): check the file's permissions`);
   }
 }
@@ -122,15 +142,19 @@ export async function readImageHeader(path: string, bytes?: Uint8Array): Promise
   if (format === 'bmp') {
     const h = parseBmpHeader(b, path);
     if (b.length < h.dataOffset + h.stride * h.height) throw corrupt(path);
+    if (h.width * h.height > maxImagePixels()) throw new ImageError(path, tooLargeMessage(path, h.width, h.height));
     return { width: h.width, height: h.height, format };
   }
   let meta: sharp.Metadata;
+  const limit = maxImagePixels();
   try {
-    meta = await sharp(b).metadata();
-  } catch {
+    meta = await sharp(b, { limitInputPixels: false }).metadata();
+  } catch (e) {
+    if (isPixelLimitError(e)) throw new ImageError(path, tooLargeMessage(path, undefined, undefined, limit));
     throw corrupt(path);
   }
   if (!meta.width || !meta.height) throw corrupt(path);
+  if (meta.width * meta.height > limit) throw new ImageError(path, tooLargeMessage(path, meta.width, meta.height, limit));
   const suspicious = (format === 'png' && !hasTail(b, IEND, 64)) || (format === 'jpeg' && !hasTail(b, EOI, 1024));
   if (suspicious) await decodeImageBytes(b, path);
   return { width: meta.width, height: meta.height, format };
@@ -157,15 +181,20 @@ export async function decodeImageBytes(bytes: Uint8Array, path: string): Promise
   const format = sniffFormat(bytes);
   if (!format) throw corrupt(path);
   if (format === 'bmp') return decodeBmp(bytes, path);
+  const limit = maxImagePixels();
   try {
-    const { data, info } = await sharp(bytes, { failOn: 'error', ignoreIcc: true })
+    const { data, info } = await sharp(bytes, { failOn: 'error', ignoreIcc: true, limitInputPixels: limit })
       .removeAlpha()
       .toColourspace('srgb')
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`unexpected ${info.channels} channels`);
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: 3 };
-  } catch {
+  } catch (e) {
+    if (isPixelLimitError(e)) {
+      const meta = await sharp(bytes, { limitInputPixels: false }).metadata().catch(() => undefined);
+      throw new ImageError(path, tooLargeMessage(path, meta?.width, meta?.height, limit));
+    }
     throw corrupt(path);
   }
 }

@@ -1,6 +1,7 @@
 /** Atomic file writes: write a temporary sibling, fsync it, then rename over the target. */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
+import { isErrnoError } from './fs-errors.js';
 
 let counter = 0;
 
@@ -20,6 +21,8 @@ export function atomicWriteFile(path: string, data: Uint8Array | string): void {
   } catch (e) {
     if (fd >= 0) closeSync(fd);
     rmSync(tmp, { force: true });
+    // writeSync / fsyncSync errors (ENOSPC, EIO) carry no path: name the file being written.
+    if (isErrnoError(e) && !e.path) Object.assign(e, { path });
     throw e;
   }
 }

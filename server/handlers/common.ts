@@ -8,6 +8,7 @@ import { ErrorCodes } from '../protocol.js';
 import { PipelineError, readRun, runsRoot, type StoredRun } from '../runs.js';
 import type { RequestContext } from './context.js';
 import { invalid } from './params.js';
+import { describeError } from '../../models/io/fs-errors.js';
 
 export interface LocatedRun {
   trainDir: string;
@@ -41,7 +42,7 @@ export function toResponseError(method: string, e: unknown): ResponseError<unkno
   if (e instanceof RpcError) return new ResponseError(e.code, e.message, e.data);
   if (e instanceof PipelineError) return new ResponseError(pipelineCode(e), prefixed(method, e.message));
   if (e instanceof JobCancelledError || (e as Error)?.name === 'AbortError') return new ResponseError(ErrorCodes.Cancelled, `${method}: cancelled`);
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = describeError(e);
   return new ResponseError(ErrorCodes.JobFailed, prefixed(method, msg || 'failed'));
 }
 

@@ -13,6 +13,8 @@ import { RUN_FILES, type StoredRun } from '../runs.js';
 import { errorCodeOf, locateRun } from './common.js';
 import type { RequestContext } from './context.js';
 import { optBool, optPath, optToken, paramsObject, reqString } from './params.js';
+import { guardRunPaths } from '../path-guard.js';
+import { DATASET_REPORT_METHOD, type DatasetReportNotification } from '../dataset-report.js';
 
 function newestCheckpointMtime(dir: string): number {
   let t = 0;
@@ -47,11 +49,13 @@ export async function evaluate(params: unknown, ctx: RequestContext): Promise<Ev
   const runId = reqString(m, p, 'runId');
   const datasetParam = optPath(m, p, 'datasetPath');
   const highPrecision = optBool(m, p, 'highPrecision') ?? false;
+  const allowMaskProblems = optBool(m, p, 'allowMaskProblems') ?? false;
   const workDoneToken = optToken(m, p, 'workDoneToken');
   const policy = ctx.session.policy;
   const datasetPath = datasetParam ? policy.check(datasetParam, `${m}: params.datasetPath`).path : undefined;
   const { trainDir, run } = locateRun(ctx, runId);
   const effectiveDataset = datasetPath ?? run.datasetPath;
+  guardRunPaths(policy, run, m, { dataset: datasetPath === undefined });
 
   const hit = cachedEvaluation(run, effectiveDataset, highPrecision);
   if (hit) return { ...hit, cached: true };
@@ -80,6 +84,11 @@ export async function evaluate(params: unknown, ctx: RequestContext): Promise<Ev
         runId,
         datasetPath,
         highPrecision,
+        allowMaskProblems,
+        onDatasetReport: (report, text) => {
+          const note: DatasetReportNotification = { runId, jobId: job.id, report, text };
+          ctx.daemon.broadcast(DATASET_REPORT_METHOD, note);
+        },
         backend: ctx.daemon.backend,
         signal,
         onProgress: (done, total, message) => reporter?.report(message || `${done}/${total} images`, total > 0 ? (100 * done) / total : undefined),

@@ -12,6 +12,7 @@ import { JobCancelledError } from '../jobs.js';
 import { errorCodeOf, locateRun } from './common.js';
 import type { RequestContext } from './context.js';
 import { optBool, optString, paramsObject, reqPath } from './params.js';
+import { guardRunPaths } from '../path-guard.js';
 
 export async function predict(params: unknown, ctx: RequestContext): Promise<Prediction> {
   const m = ctx.method;
@@ -37,6 +38,7 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
     trainDir = located.trainDir;
     runId = located.run.runId;
     runDirPath = located.run.dir;
+    guardRunPaths(policy, located.run, m, { dataset: false });
   } else {
     // The newest finished run of the image's folder, then of the other folders.
     const roots = [image.root, ...policy.roots().filter((r) => r !== image.root)];
@@ -47,6 +49,7 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
       ctx.daemon.adoptTrainDir(td);
       const run = newestFinishedRun(td) ?? newestUsableRun(td);
       if (run) {
+        guardRunPaths(policy, run, m, { dataset: false });
         found = { trainDir: td, runId: run.runId, dir: run.dir };
         break;
       }

@@ -19,6 +19,8 @@ import type { JobEnd } from '../jobs.js';
 import type { RequestContext } from './context.js';
 import { optObject, optPath, optString, optToken, paramsObject, reqEnum, reqPath } from './params.js';
 import { trainingMessage, trainingPercentage, type WorkDoneReporter } from './progress.js';
+import { guardConfigPaths, guardRunPaths } from '../path-guard.js';
+import { DATASET_REPORT_METHOD, type DatasetReportNotification } from '../dataset-report.js';
 
 const MODEL_TITLES: Record<ModelKind, string> = { uflow: 'U-Flow', fastflow: 'FastFlow' };
 
@@ -69,6 +71,16 @@ export async function train(params: unknown, ctx: RequestContext): Promise<Train
   const trainDir = trainDirOf(workspace ? policy.check(workspace, `${m}: params.workspace`).path : dataset.root.path);
   ctx.daemon.adoptTrainDir(trainDir);
   if (!existsSync(dataset.path)) throw new RpcError(ErrorCodes.BadDataset, `${m}: params.datasetPath '${datasetPath}' does not exist`);
+  guardConfigPaths(policy, config as { model?: Record<string, unknown> } | undefined, `${m}: params.config`);
+  if (resumeRunId) {
+    let stored: StoredRun | undefined;
+    try {
+      stored = readRun(trainDir, resumeRunId);
+    } catch {
+      /* prepareRun says what is wrong with the id */
+    }
+    if (stored) guardRunPaths(policy, stored, m);
+  }
 
   // Prepare every run first (synchronous checks): a bad category fails the request, not a job.
   const cats = resumeRunId ? [category] : categoriesOf(dataset.path, category);
@@ -115,6 +127,10 @@ export async function train(params: unknown, ctx: RequestContext): Promise<Train
                 lastKey = key;
               },
               onLog: (line: string) => ctx.daemon.log('info', line, jobId),
+              onDatasetReport: (report, text) => {
+                const note: DatasetReportNotification = { runId: run.runId, jobId, report, text };
+                ctx.daemon.broadcast(DATASET_REPORT_METHOD, note);
+              },
             },
           );
         } catch (e) {
