@@ -1,13 +1,14 @@
 /**
  * The calibration of a run's detection threshold, saved in its folder (`calibration.json`) and
  * reused by evaluate, predict, the hover and the daemon: fitted once per checkpoint file (keyed by
- * name, size and modification time, so a checkpoint rewritten by more training is refitted) on the
+ * name, size and sha256, so a checkpoint rewritten by more training is refitted) on the
  * latents of the run's held-out normal images (run.holdout), never per request.
  *
  * Beside the fit it keeps a cross-fitted false-alarm estimate on the held-out images: each fold
  * of them is scored with a null fitted on the other folds, so the estimate is out of sample (and,
  * fitted on fewer images, if anything pessimistic). A dataset with no labelled test set gets it too.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { atomicWriteJson } from '../models/io/atomic.js';
@@ -21,7 +22,8 @@ export const CALIBRATION_FILE = 'calibration.json';
 export interface CalibrationEntry {
   checkpoint: string;
   size: number;
-  mtimeMs: number;
+  /** sha256 of the checkpoint file: a copied or moved run keeps its calibration, a retrained checkpoint does not. */
+  sha256: string;
   fittedAt: string;
   fit: NullFit;
   /** Cross-fitted false alarms at log NFA = 0 on the held-out images. */
@@ -50,8 +52,11 @@ export function savedCalibration(runDir: string, checkpoint: string): Calibratio
   const c = readFile(runDir);
   const e = c?.entries[basename(checkpoint)];
   if (!e || !existsSync(checkpoint)) return undefined;
-  const st = statSync(checkpoint);
-  return e.size === st.size && Math.abs(e.mtimeMs - st.mtimeMs) < 1 ? e : undefined;
+  return e.size === statSync(checkpoint).size && e.sha256 === fileSha256(checkpoint) ? e : undefined;
+}
+
+function fileSha256(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
 /** Latents grouped per image (image → level), from per-level batches. */
@@ -91,7 +96,7 @@ export function fitAndSave(runDir: string, checkpoint: string, holdout: readonly
   const entry: CalibrationEntry = {
     checkpoint: basename(checkpoint),
     size: st.size,
-    mtimeMs: st.mtimeMs,
+    sha256: fileSha256(checkpoint),
     fittedAt: new Date().toISOString(),
     fit,
     holdoutFalseAlarms: crossFitFalseAlarms(latentsPerImage(levels), T),

@@ -35,7 +35,7 @@ import { negLogNfaTree, TreeNfaWorkspace } from './nfa-tree.js';
 import { negLogNfaBlock } from './nfa-block.js';
 import { mulberry32 } from '../flows/rng.js';
 
-export const CALIBRATION_VERSION = 6;
+export const CALIBRATION_VERSION = 7;
 
 /**
  * The computations a fit chooses from: the tree alone, or the tree and the binomial-window

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { holdoutCount, splitByNames, splitHoldout } from '../../models/data/holdout.js';
@@ -61,8 +61,13 @@ test('calibration round-trips through the run folder and goes stale when the che
     assert.equal(entry.holdoutFalseAlarms.folds, 5);
     const back = savedCalibration(dir, ckpt);
     assert.deepEqual(back?.fit, entry.fit);
-    writeFileSync(ckpt, 'weights v2, longer');
-    utimesSync(ckpt, new Date(), new Date(Date.now() + 5000));
+    const copy = join(dir, 'copy');
+    mkdirSync(copy);
+    copyFileSync(ckpt, join(copy, 'checkpoint.safetensors'));
+    copyFileSync(join(dir, 'calibration.json'), join(copy, 'calibration.json'));
+    utimesSync(join(copy, 'checkpoint.safetensors'), new Date(), new Date(Date.now() + 5000));
+    assert.deepEqual(savedCalibration(copy, join(copy, 'checkpoint.safetensors'))?.fit, entry.fit, 'a copied run keeps its calibration');
+    writeFileSync(ckpt, 'weights v2!');
     assert.equal(savedCalibration(dir, ckpt), undefined, 'a rewritten checkpoint needs a new fit');
   } finally {
     rmSync(dir, { recursive: true, force: true });
