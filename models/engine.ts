@@ -144,7 +144,28 @@ export function parseBackend(name: string): BackendName {
  * Picks and activates a backend. With `backend` (or UFLOW_BACKEND) set, only that one is tried and a
  * failure is an error; otherwise the first that loads wins.
  */
-export async function initEngine(opts: { backend?: string } = {}): Promise<EngineInfo> {
+export function initEngine(opts: { backend?: string } = {}): Promise<EngineInfo> {
+  // One initialisation at a time: a second caller (the daemon starts the engine at once, and a
+  // request may arrive while tf.setBackend is still pending) waits for the first and, when it asks
+  // for nothing else, gets the same engine instead of switching backends under it.
+  const run = initQueue.then(() => {
+    const forced = opts.backend ?? process.env.UFLOW_BACKEND;
+    if (current && (!forced || parseBackend(forced) === current.backend)) return current;
+    return initEngineNow(opts);
+  });
+  initQueue = run.catch(() => undefined);
+  return run;
+}
+
+let initQueue: Promise<unknown> = Promise.resolve();
+
+/** Resolves once any initialisation in flight has settled (the engine in use, if any). */
+export async function engineSettled(): Promise<EngineInfo | undefined> {
+  await initQueue;
+  return current;
+}
+
+async function initEngineNow(opts: { backend?: string }): Promise<EngineInfo> {
   const forced = opts.backend ?? process.env.UFLOW_BACKEND;
   // Silence tfjs's "Hi there" / platform warnings: we report the backend ourselves.
   tf.env().set('IS_TEST', false);

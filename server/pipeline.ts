@@ -26,7 +26,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { existsSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { describeEngine, engineInfo, engineVersions, initEngine, type EngineInfo } from '../models/engine.js';
+import { describeEngine, engineInfo, engineSettled, engineVersions, initEngine, type EngineInfo } from '../models/engine.js';
 import { atomicWriteFile, atomicWriteJson } from '../models/io/atomic.js';
 import { readSafetensors, writeSafetensors, TensorFileError, type TensorMap } from '../models/io/safetensors.js';
 import { createExtractor, backboneNeedsWeights, type FeatureExtractor } from '../models/backbones/index.js';
@@ -390,7 +390,7 @@ function asPipelineError(e: unknown, code: PipelineError['code'] = 'BadDataset')
 
 /** The engine in use, started on first need; a named backend other than the current one switches. */
 async function ensureEngine(backend?: string): Promise<EngineInfo> {
-  const cur = engineInfo();
+  const cur = await engineSettled();
   if (cur && (!backend || backend === cur.backend)) return cur;
   try {
     return await initEngine({ backend });
