@@ -149,8 +149,9 @@ export function initEngine(opts: { backend?: string } = {}): Promise<EngineInfo>
   // request may arrive while tf.setBackend is still pending) waits for the first and, when it asks
   // for nothing else, gets the same engine instead of switching backends under it.
   const run = initQueue.then(() => {
-    const forced = opts.backend ?? process.env.UFLOW_BACKEND;
-    if (current && (!forced || parseBackend(forced) === current.backend)) return current;
+    // Without an explicit request the engine in use stays; an explicit one (even the same
+    // backend) is set again, so that its reason says it was asked for.
+    if (current && !opts.backend) return current;
     return initEngineNow(opts);
   });
   initQueue = run.catch(() => undefined);

@@ -216,6 +216,9 @@ export class QueueClient {
           if (first && job.progress && typeof job.progress === 'object') emit({ ...(job.progress as QueueProgress), log: undefined });
           first = false;
           const st = await job.getState();
+          // The job was read before its state: it may have ended in between, and the copy in hand
+          // then lacks the return value or the failure reason. An ended job is read again.
+          if (st === 'completed' || st === 'failed') job = (await this.job(jobId)) ?? job;
           if (st === 'completed') finish({ state: 'done', value: job.returnvalue as T });
           else if (st === 'failed') {
             const reason = job.failedReason ?? 'failed';

@@ -87,8 +87,13 @@ export interface WorkerProc {
   exited: Promise<number | null>;
 }
 
-/** A real `uflow worker` process; resolves once it serves. */
-export async function startWorkerProc(url: string, name: string, lockMs = 2000): Promise<WorkerProc> {
+/**
+ * A real `uflow worker` process; resolves once it serves. Its job and run locks expire after
+ * `lockMs` (30 s by default in use): short here so that a killed worker's job is taken over
+ * quickly, yet long enough that a worker whose event loop a loaded 2-core machine holds up for
+ * a few seconds keeps its locks.
+ */
+export async function startWorkerProc(url: string, name: string, lockMs = 5000): Promise<WorkerProc> {
   ensureBuilt();
   const child = spawn(process.execPath, [CLI, 'worker', '--queue', url, '--name', name, '--lock-ms', String(lockMs)], { env: WORKER_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

@@ -104,6 +104,11 @@ test('a worker SIGKILLed mid-epoch: the other resumes from the last complete epo
   let victim: string | undefined;
   let killedAt: { epoch: number; step: number } | undefined;
   let lastOfVictim: { epoch: number; step: number; steps: number } | undefined;
+  // What the victim left on disk when it died: the epoch of its last checkpoint. Read once its
+  // process is gone, before the other worker can take the run over (the run lock and BullMQ's
+  // stalled-job check hold it back for seconds).
+  let onDisk: Promise<number> | undefined;
+  const dir = runFolder(trainDir, runId);
   let end;
   try {
     end = await client.follow<TrainJobResult>(jobId, {
@@ -114,7 +119,9 @@ test('a worker SIGKILLed mid-epoch: the other resumes from the last complete epo
           victim = p.worker;
           killedAt = { epoch: u.epoch, step: u.step };
           lastOfVictim = { epoch: u.epoch, step: u.step, steps: u.steps };
-          workers.get(p.worker)!.child.kill('SIGKILL');
+          const w = workers.get(p.worker)!;
+          w.child.kill('SIGKILL');
+          onDisk = w.exited.then(() => Number(readSafetensors(join(dir, 'checkpoint.safetensors')).metadata.epoch));
         }
       },
     });
@@ -122,22 +129,25 @@ test('a worker SIGKILLed mid-epoch: the other resumes from the last complete epo
     // The killed worker is replaced for the next tests.
     if (victim) workers.set(victim, await startWorkerProc(redis.url, victim));
   }
-  assert.ok(killedAt && victim && lastOfVictim, 'the kill happened');
+  assert.ok(killedAt && victim && lastOfVictim && onDisk, 'the kill happened');
   assert.equal(end.state, 'done', JSON.stringify(end));
   const v = (end as { value: TrainJobResult }).value;
   assert.notEqual(v.worker, victim, 'the other worker finished it');
-  // Resumed from the last epoch the victim completed: the one before the epoch it was in.
-  // (The signal lands a few milliseconds after the event left: the victim may have finished that
-  // epoch's last steps unseen, then it resumes one epoch later and nothing was redone.)
+  // The signal lands some milliseconds after the progress event left the victim, which may have
+  // finished more steps unseen. What must hold: it died mid-training, no epoch it completed was
+  // lost (its checkpoint is at least the last complete epoch it was seen in), and the other
+  // worker resumed exactly from that checkpoint.
+  const diedWith = await onDisk;
   const lastComplete = lastOfVictim.step === lastOfVictim.steps ? lastOfVictim.epoch : lastOfVictim.epoch - 1;
-  assert.ok(v.resumedFrom === lastComplete || v.resumedFrom === lastOfVictim.epoch, `resumed from ${v.resumedFrom}, not the last complete epoch (victim last seen at ${JSON.stringify(lastOfVictim)})`);
-  const redone = v.resumedFrom === lastOfVictim.epoch ? 0 : lastOfVictim.step;
+  assert.ok(diedWith < epochs, `the victim finished the run (checkpoint epoch ${diedWith}) before the signal landed: nothing was tested`);
+  assert.ok(diedWith >= lastComplete, `the victim's checkpoint is at epoch ${diedWith}, but it was seen completing epoch ${lastComplete}: an epoch was lost`);
+  assert.equal(v.resumedFrom, diedWith, `resumed from ${v.resumedFrom}, not from the victim's last checkpoint (epoch ${diedWith}; victim last seen at ${JSON.stringify(lastOfVictim)})`);
+  const redone = diedWith === lastOfVictim.epoch ? 0 : lastOfVictim.step;
   assert.equal(v.run.state, 'finished');
   assert.equal(v.run.epochsDone, epochs);
   // Nothing lost, nothing twice: one line per epoch; checkpoint of the last epoch; no lock left.
   const lines = epochsOf(runId);
   assert.deepEqual(lines.map((l) => l.epoch), Array.from({ length: epochs }, (_, i) => i + 1));
-  const dir = runFolder(trainDir, runId);
   assert.equal(readSafetensors(join(dir, 'checkpoint.safetensors')).metadata.epoch, String(epochs));
   assert.equal(runJson(runId).state, 'finished');
   assert.ok(!existsSync(join(dir, 'run.lock')), 'the run lock file is gone');
