@@ -4,6 +4,7 @@
  * everywhere. Paths are absolute. Keep this module free of runtime dependencies except the
  * method-name constants, so webviews can import it.
  */
+import type { CategoryInfo, DatasetInfo, DatasetProblem } from '../models/data/types.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -65,29 +66,8 @@ export interface RunConfig {
 // ---------------------------------------------------------------------------------------------
 // Datasets
 
-export interface DatasetProblem {
-  severity: 'error' | 'warning';
-  /** The file or folder concerned. */
-  path: string;
-  message: string;
-}
-
-export interface CategoryInfo {
-  name: string;
-  path: string;
-  trainGood: number;
-  testGood: number;
-  /** defect type → number of test images */
-  defects: Record<string, number>;
-  masks: number;
-}
-
-export interface DatasetInfo {
-  path: string;
-  layout: 'mvtec-root' | 'mvtec-category' | 'folder';
-  categories: CategoryInfo[];
-  problems: DatasetProblem[];
-}
+// Defined in models/ (which imports nothing from server/); part of the contract all the same.
+export type { CategoryInfo, DatasetInfo, DatasetProblem };
 
 // ---------------------------------------------------------------------------------------------
 // Training progress

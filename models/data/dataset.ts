@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
 import { basename, extname, join, relative, resolve, sep } from 'node:path';
-import type { CategoryInfo, DatasetInfo, DatasetProblem } from '../../server/protocol.js';
+import type { CategoryInfo, DatasetInfo, DatasetProblem } from './types.js';
 import { IMAGE_EXTENSIONS, ImageError, isImagePath, readImageHeader, type ImageHeader } from './images.js';
 
 /** The dataset path itself is unusable (missing, not a folder). */
