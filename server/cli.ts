@@ -10,18 +10,12 @@ import yargs, { type Argv } from 'yargs';
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Evaluation, ModelKind, NfaVariant, RunInfo, TrainingUpdate } from './protocol.js';
-import {
-  evaluate,
-  listRuns,
-  markInterrupted,
-  PipelineError,
-  train,
-  doctor,
-  runDemo,
-  categoriesWithRuns,
-  predictFolder,
-  type ConfigOverrides,
-} from './pipeline.js';
+import { evaluate } from './evaluate.js';
+import { categoriesWithRuns, listRuns, markInterrupted, PipelineError } from './runs.js';
+import { train, type ConfigOverrides } from './train.js';
+import { doctor } from './doctor.js';
+import { runDemo } from './demo.js';
+import { predictFolder } from './predict.js';
 import { formatEvaluationTable } from './report.js';
 import { fsErrorSentence, isErrnoError } from '../models/io/fs-errors.js';
 

@@ -152,6 +152,11 @@ export function newestUsableRun(trainDir: string, category?: string, model?: Mod
   return runs.find((r) => r.state === 'finished') ?? runs.find((r) => r.epochsDone > 0 && existsSync(join(r.dir, RUN_FILES.checkpoint)));
 }
 
+/** Categories that have at least one run with a checkpoint, sorted. */
+export function categoriesWithRuns(trainDir: string): string[] {
+  return [...new Set(listRuns(trainDir).filter((r) => r.epochsDone > 0).map((r) => r.category))].sort();
+}
+
 export function isPidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

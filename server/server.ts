@@ -36,7 +36,8 @@ import {
 } from 'vscode-languageserver/node.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine, type EngineInfo } from '../models/engine.js';
-import { Predictor, markInterrupted } from './pipeline.js';
+import { Predictor } from './predict.js';
+import { markInterrupted } from './runs.js';
 import {
   ipcChannel,
   listenTcp,

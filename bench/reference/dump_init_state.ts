@@ -5,7 +5,7 @@
  *
  *   npx tsx bench/reference/dump_init_state.ts -cat metal_plate -config configs/mobilenet-metal_plate.yaml --seed 0 OUT.safetensors
  *
- * The model is built by the same createModel call as the trainer (server/pipeline.ts), on the
+ * The model is built by the same createModel call as the trainer (server/train.ts), on the
  * cpu backend (initial values do not depend on the backend).
  */
 import yargs from 'yargs';

@@ -7,7 +7,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { runLatents } from '../../server/pipeline.js';
+import { runLatents } from '../../server/run-latents.js';
 import { crossFitFalseAlarms, latentsPerImage } from '../../server/calibration.js';
 import { negLogNfaOf, type NfaMode } from '../../models/train/evaluate.js';
 import { fitNull, standardiseLatents, type NullFit } from '../../models/scores/nfa-calibrated.js';

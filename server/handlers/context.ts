@@ -5,7 +5,7 @@
 import type { CancellationToken } from 'vscode-languageserver/node.js';
 import type { EngineInfo } from '../../models/engine.js';
 import type { JobQueue } from '../jobs.js';
-import type { Predictor } from '../pipeline.js';
+import type { Predictor } from '../predict.js';
 import type { PathPolicy } from '../paths.js';
 import type { QueueClient } from '../queue/client.js';
 import type { LogParams } from '../protocol.js';

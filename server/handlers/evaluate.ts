@@ -6,7 +6,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { evaluate as runEvaluation } from '../pipeline.js';
+import { evaluate as runEvaluation } from '../evaluate.js';
 import { realpathLoose, RpcError } from '../paths.js';
 import { ErrorCodes, type Evaluation, type EvaluateResult } from '../protocol.js';
 import { RUN_FILES, type StoredRun } from '../runs.js';

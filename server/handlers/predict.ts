@@ -5,7 +5,7 @@
  * waiting prediction or stops a running one before its model pass.
  */
 import { existsSync, statSync } from 'node:fs';
-import { newestFinishedRun, newestUsableRun } from '../pipeline.js';
+import { newestFinishedRun, newestUsableRun } from '../runs.js';
 import { RpcError, trainDirOf } from '../paths.js';
 import { ErrorCodes, type Prediction } from '../protocol.js';
 import { JobCancelledError } from '../jobs.js';

@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { DatasetError, detectLayout } from '../../models/data/dataset.js';
-import { prepareRun, train as localTraining, type ConfigOverrides } from '../pipeline.js';
+import { prepareRun, train as localTraining, type ConfigOverrides } from '../train.js';
 import { remoteTrainer } from '../queue/remote-train.js';
 import { RpcError, trainDirOf } from '../paths.js';
 import { ErrorCodes, Methods, type JobEnded, type ModelKind, type RunInfo, type TrainResult, type TrainingUpdate } from '../protocol.js';

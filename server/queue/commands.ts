@@ -3,8 +3,7 @@
  * `uflow worker`, `uflow jobs [list|cancel|follow]`, `uflow train --queue`, `uflow train-all`.
  */
 import { resolve } from 'node:path';
-import type { ConfigOverrides } from '../pipeline.js';
-import { prepareRun } from '../pipeline.js';
+import { prepareRun, type ConfigOverrides } from '../train.js';
 import type { ModelKind, RunInfo, TrainingUpdate } from '../protocol.js';
 import { PipelineError } from '../runs.js';
 import { trainAll } from '../train-all.js';

@@ -1,12 +1,12 @@
 /**
  * The daemon's trainings on the Redis queue (`uflow serve --queue URL`, VS Code's `uflow.queue`):
- * a drop-in for pipeline.train that submits the prepared run to the queue and follows the job,
+ * a drop-in for train (server/train.ts) that submits the prepared run to the queue and follows the job,
  * turning its progress events into the same TrainingUpdates and log lines a local training
  * gives, so the status bar, the Training panel's curves, cancel and jobEnded work unchanged.
  * Cancelling the daemon's job cancels the remote one (its worker stops at its next step).
  */
 import { resolve } from 'node:path';
-import type { TrainHooks, TrainOptions } from '../pipeline.js';
+import type { TrainHooks, TrainOptions } from '../train.js';
 import type { RunInfo } from '../protocol.js';
 import { readRun, writeRun } from '../runs.js';
 import type { QueueClient } from './client.js';

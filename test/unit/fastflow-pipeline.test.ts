@@ -12,7 +12,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../models/engine.js';
 import { generateDemoDataset } from '../../models/data/demo-dataset.js';
 import { readModelCheckpoint } from '../../models/model-factory.js';
-import { evaluate, Predictor, train } from '../../server/pipeline.js';
+import { evaluate } from '../../server/evaluate.js';
+import { Predictor } from '../../server/predict.js';
+import { train } from '../../server/train.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fastflow-pipeline-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

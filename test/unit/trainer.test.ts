@@ -11,7 +11,9 @@ import { Adam } from '../../models/train/adam.js';
 import { UFlowModel } from '../../models/uflow-model.js';
 import { readSafetensors, toFloat32 } from '../../models/io/safetensors.js';
 import type { FeatureSet } from '../../models/train/feature-cache.js';
-import { evaluate, Predictor, train } from '../../server/pipeline.js';
+import { evaluate } from '../../server/evaluate.js';
+import { Predictor } from '../../server/predict.js';
+import { train } from '../../server/train.js';
 import { generateDemoDataset } from '../../models/data/demo-dataset.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'uflow-trainer-'));

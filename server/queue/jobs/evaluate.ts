@@ -1,5 +1,5 @@
 /** The `evaluate` job: a run's metrics on its test split; evaluation.json and maps/ go to the shared run folder. */
-import { evaluate } from '../../pipeline.js';
+import { evaluate } from '../../evaluate.js';
 import { readRun } from '../../runs.js';
 import type { EvaluateJobData, EvaluateJobResult } from '../types.js';
 import { mustRead, mustWriteRun, type JobContext } from './context.js';

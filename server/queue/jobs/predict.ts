@@ -1,6 +1,6 @@
 /** The `predict` job: scores, and PNG maps in `outDir` (a shared path), for images the worker can read. */
 import { dirname } from 'node:path';
-import { predictFolder, type PredictFolderResult } from '../../pipeline.js';
+import { predictFolder, type PredictFolderResult } from '../../predict.js';
 import type { PredictJobData } from '../types.js';
 import { mustRead, mustWriteRun, type JobContext } from './context.js';
 

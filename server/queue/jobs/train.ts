@@ -6,7 +6,8 @@
  * earlier attempt already finished is not trained again. With `evaluate`, the run is then
  * evaluated on its test split (evaluation.json in the run folder; the headline numbers return).
  */
-import { evaluate, train } from '../../pipeline.js';
+import { evaluate } from '../../evaluate.js';
+import { train } from '../../train.js';
 import { readRun } from '../../runs.js';
 import { configHash } from '../config-hash.js';
 import type { TrainJobData, TrainJobResult } from '../types.js';
