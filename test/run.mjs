@@ -5,11 +5,15 @@
 // test/e2e/run.mjs), which skip with a message when UFLOW_E2E=skip. `all` runs everything.
 // faults is the fault catalogue (test/faults, built on dist/ too): its table by category
 // (cases, refused, warned, accepted) is printed at the end.
+// Before any test: when vscode or e2e is among the suites, their system packages are checked and,
+// where this process can, installed (scripts/e2e/system-deps.mjs); otherwise it stops at once with
+// the command to run.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureSystemDeps } from '../scripts/e2e/system-deps.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SUITES = {
@@ -35,6 +39,13 @@ for (const n of names) {
     const dir = join(root, d);
     if (!existsSync(dir)) continue;
     for (const f of readdirSync(dir).sort()) if (f.endsWith('.test.ts')) files.push(join(d, f));
+  }
+}
+if (runners.includes('e2e') || (runners.includes('vscode') && !process.env.UFLOW_VSCODE_EXECUTABLE)) {
+  const deps = ensureSystemDeps({ rerun: which === 'all' ? 'npm test' : `node test/run.mjs ${which}` });
+  if (!deps.ok) {
+    console.error(`\n${deps.message}\n`);
+    process.exit(1);
   }
 }
 if (names.some((n) => n === 'cli' || n === 'daemon' || n === 'queue' || n === 'faults')) {

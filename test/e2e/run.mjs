@@ -7,13 +7,16 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { missingPrerequisites, repoRoot, skipReason } from '../../scripts/e2e/harness.mjs';
+import { ensureSystemDeps } from '../../scripts/e2e/system-deps.mjs';
 
 const reason = skipReason();
 if (reason) {
   console.log(`test:e2e skipped (${reason})`);
   process.exit(0);
 }
-const missing = missingPrerequisites();
+// Installs the system packages when it can (root or passwordless sudo), as npm test does.
+const deps = ensureSystemDeps({ rerun: 'npm run test:e2e' });
+const missing = deps.ok ? missingPrerequisites() : [deps.message];
 if (missing.length) {
   console.error(`test:e2e cannot run: ${missing.join('; ')}\n(set UFLOW_E2E=skip to skip)`);
   process.exit(1);

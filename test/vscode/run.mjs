@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, missingPrerequisites, repoRoot, scratchDir, skipReason } from '../../scripts/e2e/harness.mjs';
+import { ensureSystemDeps } from '../../scripts/e2e/system-deps.mjs';
 import { buildSuites } from './build.mjs';
 import { makeWorkspace } from './workspace.mjs';
 
@@ -20,7 +21,9 @@ if (reason) {
 }
 const executable = process.env.UFLOW_VSCODE_EXECUTABLE ?? join(repoRoot, 'scripts', 'e2e', 'code-launcher.mjs');
 if (!process.env.UFLOW_VSCODE_EXECUTABLE) {
-  const missing = missingPrerequisites();
+  // Installs the system packages when it can (root or passwordless sudo), as npm test does.
+  const deps = ensureSystemDeps({ rerun: 'npm run test:vscode' });
+  const missing = deps.ok ? missingPrerequisites() : [deps.message];
   if (missing.length) {
     console.error(`test:vscode cannot run: ${missing.join('; ')}\n(set UFLOW_E2E=skip to skip)`);
     process.exit(1);
