@@ -1292,3 +1292,25 @@ export async function runLatents(opts: { trainDir: string; runId: string; checkp
     extractor.dispose();
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Export (server/export.ts)
+
+/**
+ * A run's model as predict opens it (the same checkpoint, backbone and engine), for `uflow export`.
+ * The caller disposes `model` and `extractor`.
+ */
+export async function openRunModel(opts: PredictorOptions): Promise<{ run: StoredRun; checkpoint: string; model: AnomalyModel; extractor: FeatureExtractor; metadata: Record<string, string> }> {
+  const run = pickRun(resolve(opts.trainDir), opts.runId, opts.category);
+  const checkpoint = predictorCheckpoint(run);
+  if (!existsSync(checkpoint)) throw new PipelineError(`run ${run.runId} has no checkpoint yet (${checkpoint}): it has not completed an epoch`, 'NotFound');
+  await ensureEngine(opts.backend);
+  const extractor = await buildExtractor(run.config, undefined, () => {});
+  try {
+    const { model } = loadCheckpointChecked(checkpoint, extractor);
+    return { run, checkpoint, model, extractor, metadata: readModelCheckpoint(checkpoint).metadata };
+  } catch (e) {
+    extractor.dispose();
+    throw e;
+  }
+}
