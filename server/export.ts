@@ -10,8 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { atomicWriteFile } from '../models/io/atomic.js';
-import { BUILTIN_FILTERS } from '../models/backbones/builtin.js';
-import { exportOnnx, ExportUnsupportedError, ONNX_EXPORT_FORMAT, type OnnxIo } from '../models/export/onnx-export.js';
+import { backboneSupported, exportOnnx, ExportUnsupportedError, ONNX_EXPORT_FORMAT, SUPPORTED_BACKBONES, type OnnxIo } from '../models/export/onnx-export.js';
 import { savedCalibration, summaryOf } from './calibration.js';
 import { newestFinishedRun, newestUsableRun, openRunModel, PipelineError, readRun } from './pipeline.js';
 import type { RunConfig, RunInfo } from './protocol.js';
@@ -21,9 +20,6 @@ export const PRODUCER_VERSION = '0.1.0';
 /** The anomaly map size of predict and evaluate (pipeline TARGET_SIZE). */
 export const EXPORT_MAP_SIZE = 256;
 export const DEFAULT_EXPORT_FILE = 'model.onnx';
-
-/** Backbones with an ONNX emitter (models/export/backbone.ts). */
-export const EXPORTABLE_BACKBONES = [BUILTIN_FILTERS] as const;
 
 export interface ExportOptions {
   trainDir: string;
@@ -50,8 +46,8 @@ export interface ExportResult {
 export function exportRefusal(kind: string, config: RunConfig): string | undefined {
   const b = config.model.backbone;
   if (kind !== 'uflow' && kind !== 'fastflow') return `ONNX export does not support the model '${kind}' yet.`;
-  if (!(EXPORTABLE_BACKBONES as readonly string[]).includes(b)) {
-    return `ONNX export does not support the backbone '${b}' yet (supported: ${EXPORTABLE_BACKBONES.join(', ')}).`;
+  if (!backboneSupported(b)) {
+    return `ONNX export does not support the backbone '${b}' yet (supported: ${SUPPORTED_BACKBONES.join(', ')}).`;
   }
   return undefined;
 }

@@ -5,15 +5,20 @@
  */
 import { BuiltinFilters, BUILTIN_FILTERS, COLOUR_GAIN, FILTER_GAIN, GRAY_WEIGHTS, K, filterBank } from '../backbones/builtin.js';
 import type { FeatureExtractor } from '../backbones/types.js';
+import { TfjsLayersExtractor } from '../backbones/tfjs-layers.js';
 import type { GraphBuilder } from './graph.js';
+import { ExportUnsupportedError } from './errors.js';
+import { checkKerasLayers, describePreprocessing, emitKerasBackbone } from './keras-layers.js';
 import { avgPool, concatChannels, conv, mulScalar, reflectPad, subScalar } from './layers.js';
 
-/** A model, backbone or layer the exporter cannot translate yet; its message is one sentence for the user. */
-export class ExportUnsupportedError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ExportUnsupportedError';
-  }
+export { ExportUnsupportedError } from './errors.js';
+
+/** Backbone names (as in a run's config) the exporter translates. */
+export const SUPPORTED_BACKBONES = [BUILTIN_FILTERS, 'tfjs:<dir>'] as const;
+
+/** Whether a configured backbone name has an emitter. */
+export function backboneSupported(name: string): boolean {
+  return name === BUILTIN_FILTERS || name.startsWith('tfjs:');
 }
 
 export interface BackboneEmitter {
@@ -51,5 +56,9 @@ function builtinEmitter(ex: BuiltinFilters): BackboneEmitter {
 /** The emitter of an extractor, or an ExportUnsupportedError naming it. */
 export function backboneEmitter(ex: FeatureExtractor): BackboneEmitter {
   if (ex instanceof BuiltinFilters && ex.name === BUILTIN_FILTERS) return builtinEmitter(ex);
-  throw new ExportUnsupportedError(`ONNX export does not support the backbone '${ex.name}' yet (supported: ${BUILTIN_FILTERS}).`);
+  if (ex instanceof TfjsLayersExtractor) {
+    checkKerasLayers(ex);
+    return { preprocessing: describePreprocessing(ex), emit: (g, image) => emitKerasBackbone(g, ex, image) };
+  }
+  throw new ExportUnsupportedError(`ONNX export does not support the backbone '${ex.name}' yet (supported: ${SUPPORTED_BACKBONES.join(', ')}).`);
 }

@@ -17,12 +17,14 @@ import { FastFlowModel } from '../fastflow-model.js';
 import { LAYER_NORM_EPS, type FeatureNorm } from '../backbones/feature-norm.js';
 import { values } from '../flows/state.js';
 import { GraphBuilder, OPSET } from './graph.js';
-import { backboneEmitter, ExportUnsupportedError } from './backbone.js';
+import { backboneEmitter } from './backbone.js';
+import { ExportUnsupportedError } from './errors.js';
 import { emitAllInOne, emitUFlowGraph } from './flow.js';
 import { emitAnomalyMap } from './map.js';
 import { layerNormCHW } from './layers.js';
 
-export { ExportUnsupportedError } from './backbone.js';
+export { ExportUnsupportedError } from './errors.js';
+export { SUPPORTED_BACKBONES, backboneSupported } from './backbone.js';
 
 /** Bumped when the graph's inputs, outputs or metadata keys change meaning. */
 export const ONNX_EXPORT_FORMAT = 'uflow-onnx/1';
