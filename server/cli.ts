@@ -529,7 +529,7 @@ export function buildParser(args: string[]): Argv {
           .option('run', { type: 'string', requiresArg: true, describe: 'run id (default: the newest finished run of -cat)' })
           .option('out', { type: 'string', requiresArg: true, describe: 'the .onnx file to write (default: <run folder>/model.onnx)' })
           .option('json', { type: 'boolean', default: false, describe: 'print what was written (path, inputs, outputs, metadata) as JSON' })
-          .epilog('Supported: U-Flow and FastFlow on the builtin:filters backbone and on tfjs:<dir> layers models (Conv2D, DepthwiseConv2D, BatchNormalization, ReLU, Activation, Add, Concatenate, ZeroPadding2D, pooling). Other backbones and layers are refused with a message. Run the file with onnxruntime (CPU execution provider); see the README, "uflow export".'),
+          .epilog('Supported: U-Flow and FastFlow on builtin:filters, resnet18, wide_resnet50_2 and tfjs:<dir> layers models (Conv2D, DepthwiseConv2D, BatchNormalization, ReLU, Activation, Add, Concatenate, ZeroPadding2D, pooling). Other backbones and layers are refused with a message. Run the file with onnxruntime (CPU execution provider); see the README, "uflow export".'),
       ),
     ),
   );

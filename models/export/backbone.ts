@@ -6,6 +6,8 @@
 import { BuiltinFilters, BUILTIN_FILTERS, COLOUR_GAIN, FILTER_GAIN, GRAY_WEIGHTS, K, filterBank } from '../backbones/builtin.js';
 import type { FeatureExtractor } from '../backbones/types.js';
 import { TfjsLayersExtractor } from '../backbones/tfjs-layers.js';
+import { ResnetExtractor } from '../backbones/resnet.js';
+import { emitResnet, RESNET_PREPROCESSING } from './resnet.js';
 import type { GraphBuilder } from './graph.js';
 import { ExportUnsupportedError } from './errors.js';
 import { checkKerasLayers, describePreprocessing, emitKerasBackbone } from './keras-layers.js';
@@ -14,11 +16,11 @@ import { avgPool, concatChannels, conv, mulScalar, reflectPad, subScalar } from 
 export { ExportUnsupportedError } from './errors.js';
 
 /** Backbone names (as in a run's config) the exporter translates. */
-export const SUPPORTED_BACKBONES = [BUILTIN_FILTERS, 'tfjs:<dir>'] as const;
+export const SUPPORTED_BACKBONES = [BUILTIN_FILTERS, 'tfjs:<dir>', 'resnet18', 'wide_resnet50_2'] as const;
 
 /** Whether a configured backbone name has an emitter. */
 export function backboneSupported(name: string): boolean {
-  return name === BUILTIN_FILTERS || name.startsWith('tfjs:');
+  return name === BUILTIN_FILTERS || name.startsWith('tfjs:') || name === 'resnet18' || name === 'wide_resnet50_2';
 }
 
 export interface BackboneEmitter {
@@ -60,5 +62,6 @@ export function backboneEmitter(ex: FeatureExtractor): BackboneEmitter {
     checkKerasLayers(ex);
     return { preprocessing: describePreprocessing(ex), emit: (g, image) => emitKerasBackbone(g, ex, image) };
   }
+  if (ex instanceof ResnetExtractor) return { preprocessing: RESNET_PREPROCESSING, emit: (g, image) => emitResnet(g, ex, image) };
   throw new ExportUnsupportedError(`ONNX export does not support the backbone '${ex.name}' yet (supported: ${SUPPORTED_BACKBONES.join(', ')}).`);
 }

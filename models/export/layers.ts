@@ -6,19 +6,29 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GraphBuilder } from './graph.js';
 
-/** A tfjs HWIO filter as ONNX OIHW data. */
+/** A tfjs HWIO filter as ONNX OIHW data (transposed in plain JS: tfjs-wasm's 4-D Transpose takes ~1 s on a 3×3×256×256 filter). */
 export function hwioToOihwData(filter: tf.Tensor): { data: Float32Array; dims: [number, number, number, number] } {
   const [h, w, i, o] = filter.shape as [number, number, number, number];
-  const data = tf.tidy(() => Float32Array.from(tf.transpose(filter, [3, 2, 0, 1]).dataSync() as Float32Array));
+  const src = filter.dataSync() as Float32Array;
+  const data = new Float32Array(src.length);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let ic = 0; ic < i; ic++) {
+        const s = ((y * w + x) * i + ic) * o;
+        for (let oc = 0; oc < o; oc++) data[((oc * i + ic) * h + y) * w + x] = src[s + oc]!;
+      }
   return { data, dims: [o, i, h, w] };
 }
 
-/** A tfjs depthwise filter [H, W, Cin, mult] as a grouped ONNX filter [Cin·mult, 1, H, W]. */
+/** A tfjs depthwise filter [H, W, Cin, mult] as a grouped ONNX filter [Cin·mult, 1, H, W] (output channel c·mult + j, as TensorFlow orders them). */
 export function depthwiseToOihwData(filter: tf.Tensor): { data: Float32Array; dims: [number, number, number, number] } {
   const [h, w, c, m] = filter.shape as [number, number, number, number];
-  // output channel c·m + j of a depthwise conv is input channel c with multiplier j (tf's order)
-  const data = tf.tidy(() => Float32Array.from(tf.transpose(tf.reshape(filter, [h, w, c * m, 1]), [2, 3, 0, 1]).dataSync() as Float32Array));
-  return { data, dims: [c * m, 1, h, w] };
+  const flat = tf.reshape(filter, [h, w, 1, c * m]);
+  try {
+    return { data: hwioToOihwData(flat).data, dims: [c * m, 1, h, w] };
+  } finally {
+    flat.dispose();
+  }
 }
 
 export function readData(t: tf.Tensor): Float32Array {

@@ -109,17 +109,17 @@ test('train a tiny run, export it: the file holds the model and the run metadata
 
 test('a backbone without an exporter is refused in one sentence (no stack trace); export is in --help', async () => {
   assert.ok(runId, 'needs the trained run');
-  // The same run, claiming a ResNet-18 backbone: refused before any backbone is built.
+  // The same run, claiming an MS-CaiT backbone: refused before any backbone is built (or downloaded).
   const fakeId = runId.replace(/-[0-9a-f]{4}$/, '-ffff');
   const fakeDir = join(trainDir, 'runs', fakeId);
   cpSync(join(trainDir, 'runs', runId), fakeDir, { recursive: true });
   const info = JSON.parse(readFileSync(join(fakeDir, 'run.json'), 'utf8'));
   info.runId = fakeId;
-  info.config.model.backbone = 'resnet18';
+  info.config.model.backbone = 'mcait';
   writeFileSync(join(fakeDir, 'run.json'), JSON.stringify(info));
   const r = await cli(['export', '--run', fakeId, '-train_dir', trainDir, '--out', join(tmp.dir, 'no.onnx')]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.equal(r.stderr.trim(), "uflow export: ONNX export does not support the backbone 'resnet18' yet (supported: builtin:filters, tfjs:<dir>).");
+  assert.equal(r.stderr.trim(), "uflow export: ONNX export does not support the backbone 'mcait' yet (supported: builtin:filters, tfjs:<dir>, resnet18, wide_resnet50_2).");
   assert.ok(!existsSync(join(tmp.dir, 'no.onnx')));
 
   const h = await cli(['--help']);
