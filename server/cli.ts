@@ -8,7 +8,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { Evaluation, ModelKind, NfaVariant, RunInfo, TrainingUpdate } from './protocol.js';
 import { evaluate } from './evaluate.js';
 import { categoriesWithRuns, listRuns, markInterrupted, PipelineError } from './runs.js';
@@ -294,6 +294,26 @@ async function cmdPredict(argv: Record<string, unknown>): Promise<number> {
   return 0;
 }
 
+async function cmdExport(argv: Record<string, unknown>): Promise<number> {
+  const trainDir = trainDirArg(argv);
+  markInterrupted(trainDir);
+  const runId = argv.run === undefined ? undefined : String(argv.run);
+  const category = argv.cat === undefined ? undefined : String(argv.cat);
+  const { exportRun } = await import('./export.js');
+  const res = await exportRun({ trainDir, runId, category, out: argv.out === undefined ? undefined : resolve(String(argv.out)), backend: argv.backend as string | undefined });
+  if (argv.json) {
+    out(JSON.stringify(res, null, 2));
+    return 0;
+  }
+  const threshold = JSON.parse(res.metadata.threshold ?? '{}') as { variant?: string };
+  out(`run ${res.runId} → ${res.path}`);
+  out(`  ${(res.bytes / 1024).toFixed(0)} KiB, ${res.nodes} nodes, ${res.parameters} parameters, opset ${res.metadata.opset}; from ${basename(res.checkpoint)}`);
+  for (const io of res.inputs) out(`  input  ${io.name.padEnd(12)} [${io.shape.join(', ')}]  ${io.description}`);
+  for (const io of res.outputs) out(`  output ${io.name.padEnd(12)} [${io.shape.join(', ')}]  ${io.description}`);
+  out(`  threshold: ${threshold.variant === 'calibrated' ? 'calibrated NFA (the calibration is in the metadata)' : "the paper's tree NFA (the run is not calibrated)"}; the NFA runs on the latents outside the graph`);
+  return 0;
+}
+
 async function cmdDoctor(argv: Record<string, unknown>): Promise<number> {
   const report = await doctor({ backend: argv.backend as string | undefined });
   if (argv.json) out(JSON.stringify(report, null, 2));
@@ -405,7 +425,7 @@ export function buildParser(args: string[]): Argv {
     .alias('help', 'h')
     .version(false)
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .demandCommand(1, 'name a command: train, train-all, evaluate, predict, doctor, demo, runs, download-models, serve, worker, jobs');
+    .demandCommand(1, 'name a command: train, train-all, evaluate, predict, export, doctor, demo, runs, download-models, serve, worker, jobs');
 
   y.command('train', 'train a model on one category (checkpoint every epoch; Ctrl-C keeps the last complete epoch)', (c) =>
     commonBackend(
@@ -495,6 +515,18 @@ export function buildParser(args: string[]): Argv {
       ),
     ),
   );
+  y.command('export', "a run's model as one ONNX file: backbone, feature normalisation, flow up to the latents, anomaly map and score, with the input size, normalisation, threshold and calibration in its metadata (the NFA stays outside)", (c) =>
+    commonBackend(
+      commonTrainDir(
+        c
+          .option('cat', { alias: 'category', type: 'string', requiresArg: true, describe: 'category (picks its newest finished run)' })
+          .option('run', { type: 'string', requiresArg: true, describe: 'run id (default: the newest finished run of -cat)' })
+          .option('out', { type: 'string', requiresArg: true, describe: 'the .onnx file to write (default: <run folder>/model.onnx)' })
+          .option('json', { type: 'boolean', default: false, describe: 'print what was written (path, inputs, outputs, metadata) as JSON' })
+          .epilog('Supported: U-Flow and FastFlow on builtin:filters, resnet18, wide_resnet50_2 and tfjs:<dir> layers models (Conv2D, DepthwiseConv2D, BatchNormalization, ReLU, Activation, Add, Concatenate, ZeroPadding2D, pooling). Other backbones and layers are refused with a message. Run the file with onnxruntime (CPU execution provider); see the README, "uflow export".'),
+      ),
+    ),
+  );
   y.command('doctor', 'tensor engine, device, versions, and why faster backends were skipped', (c) => commonBackend(c.option('json', { type: 'boolean', default: false })));
   y.command('demo', 'generate the demo dataset, train U-Flow on it, evaluate, and write report.html', (c) =>
     commonBackend(
@@ -516,6 +548,7 @@ const COMMANDS: Record<string, (argv: Record<string, unknown>) => Promise<number
   train: cmdTrain,
   evaluate: cmdEvaluate,
   predict: cmdPredict,
+  export: cmdExport,
   doctor: cmdDoctor,
   demo: cmdDemo,
   runs: cmdRuns,

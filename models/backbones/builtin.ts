@@ -20,14 +20,17 @@ import type { FeatureExtractor } from './types.js';
 
 export const BUILTIN_FILTERS = 'builtin:filters';
 
-const K = 5;
+/** Filter size; the ONNX export (models/export/backbone.ts) mirrors extract() with these constants. */
+export const K = 5;
 const ORIENTATIONS = 6;
 /** Gains chosen so that responses on natural textures in [0,1] are of order 1. */
-const COLOUR_GAIN = 4;
-const FILTER_GAIN = 8;
+export const COLOUR_GAIN = 4;
+export const FILTER_GAIN = 8;
+/** Luma weights of the grey image the filters see. */
+export const GRAY_WEIGHTS = [0.299, 0.587, 0.114] as const;
 
 /** 5×5 filters [K,K,1,13]: 6 even Gabors, 6 odd Gabors, 1 LoG; each zero-mean with unit L2 norm. */
-function filterBank(): Float32Array {
+export function filterBank(): Float32Array {
   const n = 2 * ORIENTATIONS + 1;
   const w = new Float32Array(K * K * n);
   const c = (K - 1) / 2;
@@ -72,7 +75,7 @@ function filterBank(): Float32Array {
   return w;
 }
 
-class BuiltinFilters implements FeatureExtractor {
+export class BuiltinFilters implements FeatureExtractor {
   readonly name = BUILTIN_FILTERS;
   readonly channels = [16, 16, 16] as const;
   readonly scaleFactors = [4, 8, 16] as const;
@@ -85,7 +88,7 @@ class BuiltinFilters implements FeatureExtractor {
       throw new Error(`${BUILTIN_FILTERS}: input_size must be a multiple of 16, at least 32 (got ${inputSize})`);
     }
     this.bank = tf.tensor4d(filterBank(), [K, K, 1, 2 * ORIENTATIONS + 1]);
-    this.toGray = tf.tensor4d([0.299, 0.587, 0.114], [1, 1, 3, 1]);
+    this.toGray = tf.tensor4d([...GRAY_WEIGHTS], [1, 1, 3, 1]);
   }
 
   extract(images: tf.Tensor4D): tf.Tensor4D[] {

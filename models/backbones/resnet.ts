@@ -122,9 +122,11 @@ export class ResnetExtractor implements FeatureExtractor {
   readonly scaleFactors: number[];
   readonly layerNormLevels = true;
   readonly architecture: ResnetArchitecture;
-  private readonly stem: FoldedConv;
-  private readonly stages: ResnetBlock[][];
-  private readonly layers: number[];
+  /** The folded convolutions (read by the ONNX export, models/export/resnet.ts). */
+  readonly stem: FoldedConv;
+  readonly stages: ResnetBlock[][];
+  /** Stages returned, 1-based, finest first. */
+  readonly layers: number[];
   private disposed = false;
 
   constructor(

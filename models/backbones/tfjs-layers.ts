@@ -234,7 +234,7 @@ export interface TfjsLayersOptions {
 }
 
 /** Keras "caffe" ImageNet means, BGR order. */
-const CAFFE_BGR_MEAN = [103.939, 116.779, 123.68] as const;
+export const CAFFE_BGR_MEAN = [103.939, 116.779, 123.68] as const;
 
 /** Keras `preprocess_input(mode='caffe')` of RGB images in [0, 1]. */
 export function caffePreprocess(images: tf.Tensor4D): tf.Tensor4D {
@@ -252,7 +252,8 @@ export class TfjsLayersExtractor implements FeatureExtractor {
     readonly inputRange: readonly [number, number],
     readonly channels: readonly number[],
     readonly scaleFactors: readonly number[],
-    private readonly model: tfl.LayersModel,
+    /** The pruned model (its layers are walked by the ONNX export, models/export/keras-layers.ts). */
+    readonly model: tfl.LayersModel,
     readonly preprocessing: 'range' | 'caffe' = 'range',
   ) {}
 

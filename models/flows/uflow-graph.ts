@@ -113,6 +113,11 @@ export class UFlowGraph {
     return st.j * (this.flowSteps + 3) + k;
   }
 
+  /** The stages, coarsest first (what the ONNX export walks): input level, blocks, and the split into (upsampled, latent) channels. */
+  stageLayout(): Array<{ level: number; blocks: AllInOneBlock[]; split?: { up: number; out: number } }> {
+    return this.stages.map((st) => ({ level: st.level, blocks: [...st.blocks], ...(st.split ? { split: { up: st.split.up, out: st.split.out } } : {}) }));
+  }
+
   /** Every AllInOne block with its module_list index, in topological order. */
   blocks(): Array<{ index: number; block: AllInOneBlock; name: string }> {
     return this.stages.flatMap((st) => st.blocks.map((block, k) => ({ index: this.index(st, k), block, name: `flow${st.width}_step${k}` })));
