@@ -15,7 +15,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { readSafetensors } from '../../models/io/safetensors.js';
@@ -246,7 +246,7 @@ test('bad jobs fail with their message and no retry; the workers go on serving e
   const good = (await client.job(goodId))!.data as Record<string, unknown>;
   const unmounted = await client.submit('train', { ...good, datasetPath: '/mnt/not-mounted/tile' } as never, 'bad-mount');
   const unknown = await client.submit('frobnicate' as never, { kind: 'frobnicate', trainDir } as never, 'bad-kind');
-  const exp = await client.submit('export', { kind: 'export', trainDir, runId } as never, 'bad-export');
+  const exp = await client.submit('export', { kind: 'export', trainDir, runId, format: 'tflite' } as never, 'bad-export');
   const e1 = await client.follow(unmounted);
   assert.equal(e1.state, 'failed');
   assert.match((e1 as { error: string }).error, /^worker w[12] cannot read the dataset \/mnt\/not-mounted\/tile \(ENOENT\): every worker must see the submitter's paths/);
@@ -255,7 +255,9 @@ test('bad jobs fail with their message and no retry; the workers go on serving e
   assert.equal(e2.state, 'failed');
   assert.match((e2 as { error: string }).error, /unknown job kind 'frobnicate': worker w[12] serves train, evaluate, predict, export/);
   const e3 = await client.follow(exp);
-  assert.match((e3 as { error: string }).error, /has no export job yet/);
+  assert.equal(e3.state, 'failed');
+  assert.match((e3 as { error: string }).error, /cannot export run \S+ as 'tflite': the export format is onnx/);
+  assert.equal((await client.job(exp))!.attemptsMade, 1, 'not retried');
   // Still serving: an evaluation and a prediction of the good run.
   const ev = await client.submit('evaluate', { kind: 'evaluate', trainDir, runId, checkpoint: 'last' }, 'eval-after-bad');
   const evEnd = await client.follow<{ evaluation: { overall: { pixel_auroc: number } } }>(ev);
@@ -270,6 +272,16 @@ test('bad jobs fail with their message and no retry; the workers go on serving e
   const img = (prEnd as { value: { images: Array<{ score: number; files: string[] }> } }).value.images[0]!;
   assert.ok(Number.isFinite(img.score));
   for (const f of img.files) assert.ok(existsSync(f), f);
+  // And an export of it: one ONNX file on the shared path, its metadata naming the run.
+  const onnxPath = join(tmp.dir, 'shared', 'tile.onnx');
+  const ex = await client.submit('export', { kind: 'export', trainDir, runId, outPath: onnxPath }, 'export-after-bad');
+  const exEnd = await client.follow<{ path: string; bytes: number; metadata: Record<string, string> }>(ex);
+  assert.equal(exEnd.state, 'done', JSON.stringify(exEnd));
+  const exported = (exEnd as { value: { path: string; bytes: number; metadata: Record<string, string> } }).value;
+  assert.equal(exported.path, onnxPath);
+  assert.equal(statSync(onnxPath).size, exported.bytes);
+  assert.ok(exported.bytes > 10_000, `${exported.bytes} bytes`);
+  assert.ok(JSON.stringify(exported.metadata).includes(runId), 'the metadata names the run');
   for (const w of workers.values()) assert.equal(w.child.exitCode, null, `${w.name} is still up`);
 });
 

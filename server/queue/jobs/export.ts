@@ -1,13 +1,21 @@
 /**
- * The `export` job kind is reserved: this build has no model export yet. When the export
- * pipeline lands (a `uflow export` command), its job handler goes here: read the run (its folder
- * on the shared train dir, checked with mustWriteRun), write `data.outPath` atomically, and
- * return what `uflow export` prints. Until then a worker answers such a job with this message
- * instead of leaving it waiting.
+ * The `export` job: a run's model as one ONNX file (`uflow export`, server/export.ts), written
+ * atomically to `outPath` (default `<run>/model.onnx` on the shared train dir). A run whose model
+ * or backbone the exporter does not support fails at once with the exporter's sentence (not
+ * retried: another worker would refuse it the same way).
  */
+import { exportRefusal, exportRun, type ExportResult } from '../../export.js';
+import { readRun } from '../../runs.js';
 import type { ExportJobData } from '../types.js';
-import { BadJobError, type JobContext } from './context.js';
+import { BadJobError, mustWriteRun, type JobContext } from './context.js';
 
-export async function exportJob(data: ExportJobData, ctx: JobContext): Promise<never> {
-  throw new BadJobError(`worker ${ctx.worker} cannot export run ${data.runId}: this version of uflow has no export job yet; upgrade the workers to a version with 'uflow export'`);
+export async function exportJob(data: ExportJobData, ctx: JobContext): Promise<ExportResult & { worker: string }> {
+  mustWriteRun(data.trainDir, data.runId, ctx.worker);
+  if (data.format && data.format !== 'onnx') throw new BadJobError(`worker ${ctx.worker} cannot export run ${data.runId} as '${data.format}': the export format is onnx`);
+  const run = readRun(data.trainDir, data.runId);
+  const refusal = exportRefusal(run.model, run.config);
+  if (refusal) throw new BadJobError(`run ${data.runId}: ${refusal}`);
+  const res = await exportRun({ trainDir: data.trainDir, runId: data.runId, out: data.outPath, backend: ctx.backend });
+  ctx.log(`exported run ${data.runId} to ${res.path} (${res.bytes} bytes)`);
+  return { ...res, worker: ctx.worker };
 }
