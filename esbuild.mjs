@@ -13,7 +13,7 @@ const production = process.argv.includes('--production');
 mkdirSync(dist, { recursive: true });
 
 // Native or optional packages stay outside the bundles and are resolved at run time.
-const nodeExternal = ['sharp', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu', '@tensorflow/tfjs-backend-webgpu', 'playwright-core'];
+const nodeExternal = ['sharp', 'onnxruntime-node', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu', '@tensorflow/tfjs-backend-webgpu', 'playwright-core'];
 // ES-module bundles that contain CommonJS dependencies need `require`, and the wasm backend's
 // Emscripten loader reads `__dirname` / `__filename` under Node.
 const esmBanner = [

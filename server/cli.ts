@@ -9,13 +9,14 @@
 import yargs, { type Argv } from 'yargs';
 import { existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import type { Evaluation, ModelKind, NfaVariant, RunInfo, TrainingUpdate } from './protocol.js';
+import type { Evaluation, InferenceInfo, ModelKind, NfaVariant, RunInfo, TrainingUpdate } from './protocol.js';
 import { evaluate } from './evaluate.js';
 import { categoriesWithRuns, listRuns, markInterrupted, PipelineError } from './runs.js';
 import { train, type ConfigOverrides } from './train.js';
 import { doctor } from './doctor.js';
 import { runDemo } from './demo.js';
 import { predictFolder } from './predict.js';
+import { parseEngine, type InferenceEngine } from './onnx-engine.js';
 import { formatEvaluationTable } from './report.js';
 import { fsErrorSentence, isErrnoError } from '../models/io/fs-errors.js';
 
@@ -243,6 +244,7 @@ async function cmdEvaluate(argv: Record<string, unknown>): Promise<number> {
         nfa: argv.nfa as NfaVariant | undefined,
         checkpoint: (argv.checkpoint as 'best' | 'last' | undefined) ?? 'best',
         backend: argv.backend as string | undefined,
+        ...engineArgs(argv, 'evaluate'),
         allowMaskProblems: Boolean(argv['allow-mask-problems']),
         onDatasetReport: printReport,
         onProgress: argv.json ? undefined : (done, total, msg) => {
@@ -262,11 +264,22 @@ async function cmdEvaluate(argv: Record<string, unknown>): Promise<number> {
   } else {
     for (const ev of results) {
       out(formatEvaluationTable(ev));
+      if (ev.inference) out(`inference: ${inferenceLine(ev.inference)}`);
       out();
     }
     if (results.length > 1) for (const ev of results) out(evalSummaryLine(ev));
   }
   return failed ? 1 : 0;
+}
+
+/** --engine and --ort-provider; fallbacks are one line on stderr. */
+function engineArgs(argv: Record<string, unknown>, cmd: string): { engine?: InferenceEngine; providers?: string[]; warn: (line: string) => void } {
+  const providers = (argv['ort-provider'] as string[] | undefined)?.flatMap((p) => String(p).split(','));
+  return { engine: parseEngine(argv.engine), providers, warn: (line) => err(`uflow ${cmd}: ${line}`) };
+}
+
+function inferenceLine(i: InferenceInfo): string {
+  return i.engine === 'onnx' ? `onnxruntime (${(i.providers ?? ['cpu']).join(', ')}): ${i.reason}` : `tfjs: ${i.reason}`;
 }
 
 async function cmdPredict(argv: Record<string, unknown>): Promise<number> {
@@ -285,10 +298,11 @@ async function cmdPredict(argv: Record<string, unknown>): Promise<number> {
     outDir,
     nfa: argv.nfa as 'calibrated' | 'tree' | undefined,
     backend: argv.backend as string | undefined,
+    ...engineArgs(argv, 'predict'),
   });
   if (argv.json) out(JSON.stringify(res, null, 2));
   else {
-    out(`run ${res.runId} · detection: ${res.nfaVariant === 'calibrated' ? 'calibrated NFA (held-out normal images)' : `the paper’s ${res.nfaVariant} NFA (not calibrated)`}${res.outDir ? ` · PNGs in ${res.outDir}` : ''}`);
+    out(`run ${res.runId} · detection: ${res.nfaVariant === 'calibrated' ? 'calibrated NFA (held-out normal images)' : `the paper’s ${res.nfaVariant} NFA (not calibrated)`} · inference: ${inferenceLine(res.inference)}${res.outDir ? ` · PNGs in ${res.outDir}` : ''}`);
     for (const r of res.images) out(`${r.imagePath}: ${r.verdict} (score ${r.score.toFixed(4)})`);
   }
   return 0;
@@ -411,6 +425,11 @@ async function cmdServe(): Promise<number> {
 function commonTrainDir(y: Argv): Argv {
   return y.option('train_dir', { alias: 'training_dir', type: 'string', requiresArg: true, describe: `runs and caches folder (shared with the editor's <workspace>/.uflow)`, default: DEFAULT_TRAIN_DIR });
 }
+function commonEngine(y: Argv): Argv {
+  return y
+    .option('engine', { type: 'string', requiresArg: true, choices: ['onnx', 'tfjs', 'auto'], describe: 'inference engine: onnx (onnxruntime-node on the model exported in memory) or tfjs (the reference); default: onnx where onnxruntime-node loads and the model exports (UFLOW_INFERENCE_ENGINE)' })
+    .option('ort-provider', { type: 'string', requiresArg: true, array: true, describe: 'onnxruntime execution providers to try before cpu: cuda, dml, coreml, webgpu, tensorrt (default: UFLOW_ORT_PROVIDERS, else cpu); one that is missing falls back to cpu with a notice' });
+}
 function commonBackend(y: Argv): Argv {
   return y.option('backend', { type: 'string', requiresArg: true, describe: 'tensor backend: tensorflow-gpu, tensorflow, webgpu, wasm, cpu (default: best that loads)' });
 }
@@ -486,7 +505,7 @@ export function buildParser(args: string[]): Argv {
     ),
   );
   y.command('evaluate', 'evaluate runs on their test split: image/pixel AUROC, AUPRO, mIoU at log NFA = 0', (c) =>
-    commonBackend(
+    commonEngine(commonBackend(
       commonTrainDir(
         c
           .option('cat', { alias: 'categories', type: 'string', requiresArg: true, array: true, describe: 'categories (default: every category with a run)' })
@@ -498,10 +517,10 @@ export function buildParser(args: string[]): Argv {
           .option('allow-mask-problems', { type: 'boolean', default: false, describe: 'evaluate without the test images whose mask is missing or mis-sized (they are listed) instead of refusing' })
           .option('json', { type: 'boolean', default: false, describe: 'print evaluation.json' }),
       ),
-    ),
+    )),
   );
   y.command('predict', 'anomaly score, heatmap, -log NFA map and segmentation for images', (c) =>
-    commonBackend(
+    commonEngine(commonBackend(
       commonTrainDir(
         c
           .option('cat', { alias: 'category', type: 'string', requiresArg: true, describe: 'category (picks its newest run; without --image: its test images)' })
@@ -513,7 +532,7 @@ export function buildParser(args: string[]): Argv {
           .option('nfa', { type: 'string', requiresArg: true, choices: ['calibrated', 'tree'], describe: "detection: calibrated (default, the run's saved calibration) or the paper's tree NFA" })
           .option('json', { type: 'boolean', default: false }),
       ),
-    ),
+    )),
   );
   y.command('export', "a run's model as one ONNX file: backbone, feature normalisation, flow up to the latents, anomaly map and score, with the input size, normalisation, threshold and calibration in its metadata (the NFA stays outside)", (c) =>
     commonBackend(

@@ -2,7 +2,7 @@
  * The evaluate job: a run's metrics on its test split (each from the checkpoint selected on it),
  * the threshold's evidence, per-image PNG maps; writes evaluation.json.
  */
-import type { Evaluation, FalseAlarms, NfaVariant, ThresholdEvaluation, ImageResult, RunConfig } from './protocol.js';
+import type { Evaluation, FalseAlarms, InferenceInfo, NfaVariant, ThresholdEvaluation, ImageResult, RunConfig } from './protocol.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { basename, join, resolve } from 'node:path';
 import { atomicWriteFile, atomicWriteJson } from '../models/io/atomic.js';
@@ -18,7 +18,9 @@ import type { SplitItem } from '../models/data/dataset.js';
 import { drawContour, encodePng, heatmapPng, loadImageForModel, overlayHeatmap, type RawImage } from '../models/data/images.js';
 import { METRIC_NAMES, PipelineError, RUN_FILES, type SelectionMetric } from './runs.js';
 import { asPipelineError, ensureEngine, pickRun, evaluationDataset } from './job-common.js';
-import { extractorId, buildExtractor, tensorImageLoader, TARGET_SIZE, loadValidationData, holdoutItems, calibrationFor, checkpointsFor, loadCheckpointChecked, nfaRange } from './run-model.js';
+import { extractorId, buildExtractor, tensorImageLoader, TARGET_SIZE, loadValidationData, loadTestMasks, holdoutItems, calibrationFor, checkpointsFor, loadCheckpointChecked, nfaRange, type ValidationData } from './run-model.js';
+import { computeMapsOrt, type OrtModelSession } from '../models/export/ort-session.js';
+import { inferenceFor, type InferenceEngine } from './onnx-engine.js';
 
 export interface EvaluateOptions extends DatasetReportHooks {
   /** Evaluate without the test images whose mask is missing, mis-sized or unreadable (listed in the report) instead of refusing. */
@@ -44,6 +46,12 @@ export interface EvaluateOptions extends DatasetReportHooks {
   /** Write per-image PNG maps under maps/ (default true). */
   writeMaps?: boolean;
   backend?: string;
+  /** Inference engine (default: onnx where onnxruntime-node loads and the model exports, else tfjs). */
+  engine?: InferenceEngine;
+  /** onnxruntime execution providers (default: UFLOW_ORT_PROVIDERS, else cpu). */
+  providers?: string[];
+  /** One-line notices (a provider or engine fallback). */
+  warn?: (line: string) => void;
   signal?: AbortSignal;
   onProgress?(done: number, total: number, message: string): void;
 }
@@ -70,7 +78,18 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
   let holdoutAlarms: FalseAlarms | undefined;
   const holdout = holdoutItems(run);
   try {
-    const data = await loadValidationData(items, trainDir, extractor, run.config, opts.signal, (d, t) => progress('features')(d, t));
+    // tfjs runs the flow on the cached backbone features (loaded on first need); onnxruntime runs
+    // the whole exported model on the images.
+    let data: ValidationData | undefined;
+    const S = run.config.model.input_size;
+    const loadBatch = (list: SplitItem[]) => async (start: number, n: number) => {
+      const x = new Float32Array(n * S * S * 3);
+      for (let b = 0; b < n; b++) x.set((await loadImageForModel(list[start + b]!.path, S)).data, b * S * S * 3);
+      return x;
+    };
+    const warned = new Set<string>();
+    const warn = (line: string) => void (warned.has(line) || (warned.add(line), opts.warn?.(line)));
+    let inference: InferenceInfo | undefined;
     try {
       // One pass per distinct checkpoint; the NFA only where mIoU is taken from.
       const byFile = new Map<string, SelectionMetric[]>();
@@ -78,6 +97,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
       const mapsOf = new Map<SelectionMetric, MapSet>();
       for (const [file, metrics] of byFile) {
         const { model } = loadCheckpointChecked(file, extractor);
+        let session: OrtModelSession | undefined;
         try {
           const withNfa = metrics.includes('miou');
           if (withNfa && nfaMode === 'calibrated') {
@@ -85,25 +105,36 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
             if (!calibration) nfaMode = 'tree';
             else holdoutAlarms = calibration.holdoutFalseAlarms;
           }
-          if (withNfa && nfaMode !== 'calibrated' && holdout.length) holdoutAlarms = await officialHoldoutAlarms(model, holdout, nfaMode, trainDir, extractor, run.config, opts.signal);
-          const maps = await computeMaps(model, data.features.levels, {
-            targetSize: T,
+          const inf = await inferenceFor(model, { engine: opts.engine, providers: opts.providers, warn });
+          session = inf.session;
+          inference ??= inf.info;
+          if (withNfa && nfaMode !== 'calibrated' && holdout.length) {
+            holdoutAlarms = session
+              ? officialHoldoutAlarmsOf(await computeMapsOrt(session, holdout.length, loadBatch(holdout), { nfa: nfaMode as NfaMode, signal: opts.signal }))
+              : await officialHoldoutAlarms(model, holdout, nfaMode, trainDir, extractor, run.config, opts.signal);
+          }
+          const mapOpts = {
             batchSize: run.config.trainer.batch_val,
-            nfa: withNfa ? nfaMode : 'none',
+            nfa: (withNfa ? nfaMode : 'none') as NfaMode,
             calibration: calibration?.fit,
             signal: opts.signal,
-            onProgress: progress(`maps (${basename(file)})`),
-          });
+            onProgress: progress(`maps (${basename(file)}, ${inf.info.engine})`),
+          };
+          const maps = session
+            ? await computeMapsOrt(session, items.length, loadBatch(items), mapOpts)
+            : await computeMaps(model, (data ??= await loadValidationData(items, trainDir, extractor, run.config, opts.signal, (d, t) => progress('features')(d, t))).features.levels, { ...mapOpts, targetSize: T });
           for (const m of metrics) mapsOf.set(m, maps);
         } finally {
           model.dispose();
+          await session?.release();
         }
       }
+      const masks = data?.masks ?? (await loadTestMasks(items));
       const aurocMaps = mapsOf.get('pixel_auroc')!;
       const nfaMaps = mapsOf.get('miou')!;
-      const result = computeMetricSet(items, data.masks, { image: mapsOf.get('image_auroc')!, pixel: aurocMaps, pro: mapsOf.get('aupro')!, nfa: nfaMaps }, { curves: true, perDefect: true });
+      const result = computeMetricSet(items, masks, { image: mapsOf.get('image_auroc')!, pixel: aurocMaps, pro: mapsOf.get('aupro')!, nfa: nfaMaps }, { curves: true, perDefect: true });
       opts.onProgress?.(0, 1, 'threshold evidence');
-      const ts = thresholdSummary(items, data.masks, nfaMaps.negLogNfa!, T, 0);
+      const ts = thresholdSummary(items, masks, nfaMaps.negLogNfa!, T, 0);
       const goodIdx = items.map((it, i) => (it.label === 0 ? i : -1)).filter((i) => i >= 0);
       const worstPath = (w: FalseAlarms['worst'], paths: string[]) => (w ? { ...w, path: paths[w.index] } : null);
       const threshold: ThresholdEvaluation = {
@@ -156,11 +187,12 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
         checkpoints: Object.fromEntries(METRIC_NAMES.map((m) => [m, basename(ckpts[m])])),
         nfa: nfaMode,
         threshold,
+        inference,
       };
       atomicWriteJson(join(run.dir, RUN_FILES.evaluation), ev);
       return ev;
     } finally {
-      data.features.dispose();
+      data?.features.dispose();
     }
   } catch (e) {
     if ((e as Error)?.name === 'AbortError') throw new PipelineError('evaluation cancelled', 'Cancelled');
@@ -184,11 +216,14 @@ function calibrationSummaryOfficial(used: NfaVariant, asked: NfaVariant | undefi
 async function officialHoldoutAlarms(model: AnomalyModel, items: SplitItem[], nfa: NfaMode, trainDir: string, extractor: FeatureExtractor, cfg: RunConfig, signal?: AbortSignal): Promise<FalseAlarms> {
   const feats = await loadFeatures(items.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal });
   try {
-    const maps = await computeMaps(model, feats.levels, { targetSize: TARGET_SIZE, nfa, signal });
-    return { ...falseAlarmStats(maps.negLogNfa!, TARGET_SIZE, TARGET_SIZE, 0), folds: 0 };
+    return officialHoldoutAlarmsOf(await computeMaps(model, feats.levels, { targetSize: TARGET_SIZE, nfa, signal }));
   } finally {
     feats.dispose();
   }
+}
+
+function officialHoldoutAlarmsOf(maps: MapSet): FalseAlarms {
+  return { ...falseAlarmStats(maps.negLogNfa!, TARGET_SIZE, TARGET_SIZE, 0), folds: 0 };
 }
 
 /** Image bytes at T×T (RGB), as the model saw it. */

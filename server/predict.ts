@@ -2,7 +2,7 @@
  * The predict job: a run (or a released checkpoint) loaded once and image after image predicted
  * (the daemon's hover and `uflow/predict`), and the CLI's batch `uflow predict`.
  */
-import type { NfaVariant, Prediction, RunInfo } from './protocol.js';
+import type { InferenceInfo, NfaVariant, Prediction, RunInfo } from './protocol.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -12,7 +12,9 @@ import type { FeatureExtractor } from '../models/backbones/index.js';
 import { mapRangeOf, modelFromConfig, readModelCheckpoint, type AnomalyModel } from '../models/model-factory.js';
 import { createMsCaitExtractor } from '../models/backbones/cait.js';
 import { configFromExtractor } from '../models/uflow-model.js';
-import { mapsOfLatents } from '../models/train/evaluate.js';
+import { mapsOfLatents, negLogNfaOf } from '../models/train/evaluate.js';
+import type { OrtModelSession } from '../models/export/ort-session.js';
+import { inferenceFor, type InferenceEngine } from './onnx-engine.js';
 import type { NullFit } from '../models/scores/nfa-calibrated.js';
 import { regionsOf } from '../models/train/threshold-report.js';
 import { decodeImage, drawContour, encodePng, heatmapPng, loadImageForModel, overlayHeatmap, pngDataUri, resizeBilinearFloat, type RawImage } from '../models/data/images.js';
@@ -41,6 +43,12 @@ export interface PredictorOptions {
   runId?: string;
   category?: string;
   backend?: string;
+  /** Inference engine (default: onnx where onnxruntime-node loads and the model exports, else tfjs). */
+  engine?: InferenceEngine;
+  /** onnxruntime execution providers (default: UFLOW_ORT_PROVIDERS, else cpu). */
+  providers?: string[];
+  /** One-line notices (a provider or engine fallback). */
+  warn?: (line: string) => void;
 }
 
 export interface PredictOptions {
@@ -54,14 +62,17 @@ export class Predictor {
 
   private constructor(
     readonly run: RunInfo,
-    private readonly extractor: FeatureExtractor,
-    private readonly model: AnomalyModel,
-    /** Bytes of the tensors it holds. */
+    /** The tfjs model (absent when onnxruntime runs it). */
+    private readonly tfjs: { extractor: FeatureExtractor; model: AnomalyModel } | undefined,
+    /** Bytes of the tensors (tfjs) or of the ONNX model it holds. */
     readonly bytes: number,
     /** The checkpoint file used. */
     readonly checkpoint: string,
     /** The null fitted on the run's held-out images (absent: the paper's tree NFA). */
-    readonly calibration?: NullFit,
+    readonly calibration: NullFit | undefined,
+    /** Which engine runs the model, and why. */
+    readonly inference: InferenceInfo,
+    private readonly session?: OrtModelSession,
   ) {}
 
   /** The detection in use. */
@@ -87,7 +98,12 @@ export class Predictor {
       const bytes = Math.max(0, tf.memory().numBytes - before);
       // Saved with the run (fitted once, at the end of training, or here on first use and saved).
       const cal = opts.nfa === 'tree' ? undefined : await calibrationFor(run, file, model, extractor, trainDir);
-      return new Predictor(run, extractor, model, bytes, file, cal?.fit);
+      const { session, info } = await inferenceFor(model, { engine: opts.engine, providers: opts.providers, warn: opts.warn });
+      if (!session) return new Predictor(run, { extractor, model }, bytes, file, cal?.fit, info);
+      // onnxruntime holds its own copy of the weights: the tfjs model is not needed any more.
+      model.dispose();
+      extractor.dispose();
+      return new Predictor(run, undefined, session.bytes, file, cal?.fit, info, session);
     } catch (e) {
       model?.dispose();
       extractor.dispose();
@@ -101,7 +117,7 @@ export class Predictor {
    * naming that holds the MS-CaiT backbone weights (`feature_extractor.extractor1.` / `extractor2.`)
    * beside the flow. The number of flow steps is read from the flow's module indices.
    */
-  static async openFile(file: string, opts: { backend?: string } = {}): Promise<Predictor> {
+  static async openFile(file: string, opts: { backend?: string; engine?: InferenceEngine; warn?: (line: string) => void } = {}): Promise<Predictor> {
     const path = resolve(file);
     if (!existsSync(path)) throw new PipelineError(`${path}: no such checkpoint file: check the path`, 'NotFound');
     await ensureEngine(opts.backend);
@@ -142,7 +158,9 @@ export class Predictor {
         versions: {},
         best: {},
       };
-      return new Predictor(run, extractor, model, Math.max(0, tf.memory().numBytes - before), path);
+      const why = `ONNX export does not support the backbone 'mcait' yet: a released checkpoint runs on tfjs`;
+      if (opts.engine === 'onnx') opts.warn?.(`inference on tfjs instead of onnx: ${why}`);
+      return new Predictor(run, { extractor, model }, Math.max(0, tf.memory().numBytes - before), path, undefined, { engine: 'tfjs', reason: why });
     } catch (e) {
       model?.dispose();
       extractor?.dispose();
@@ -163,12 +181,18 @@ export class Predictor {
     } catch (e) {
       asPipelineError(e);
     }
-    const z = tf.tidy(() => this.model.forward(tf.tensor4d(input, [1, S, S, 3])).z);
     let maps: { anomaly: Float32Array[]; negLogNfa?: Float32Array[] };
-    try {
-      maps = await mapsOfLatents(z, T, this.nfaVariant, undefined, (zz, s) => this.model.anomalyMap(zz, s), this.calibration);
-    } finally {
-      tf.dispose(z);
+    if (this.session) {
+      const { latents, anomaly } = await this.session.run(input, 1);
+      maps = { anomaly, negLogNfa: [negLogNfaOf(latents, T, this.nfaVariant, { calibration: this.calibration })] };
+    } else {
+      const { model } = this.tfjs!;
+      const z = tf.tidy(() => model.forward(tf.tensor4d(input, [1, S, S, 3])).z);
+      try {
+        maps = await mapsOfLatents(z, T, this.nfaVariant, undefined, (zz, s) => model.anomalyMap(zz, s), this.calibration);
+      } finally {
+        tf.dispose(z);
+      }
     }
     const anomaly = maps.anomaly[0]!;
     const nfa = maps.negLogNfa![0]!;
@@ -188,12 +212,13 @@ export class Predictor {
       maxNegLogNfa: maxNfa,
       width: w,
       height: h,
-      anomalyMapPng: pngDataUri(encodePng(overlayHeatmap(original, anomaly, T, T, { range: mapRangeOf(this.model.kind), alpha: 0.5 }), w, h, 3)),
+      anomalyMapPng: pngDataUri(encodePng(overlayHeatmap(original, anomaly, T, T, { range: mapRangeOf(this.run.model), alpha: 0.5 }), w, h, 3)),
       nfaMapPng: pngDataUri(heatmapPng(nfaFull, w, h, { range: nfaRange(nfa) })),
       segmentationPng: pngDataUri(encodePng(drawContour(original, det, { thickness }), w, h, 3)),
       mapSize: T,
       regions: regionsOf(nfa, T, T),
       nfaVariant: this.nfaVariant,
+      inference: this.inference,
       ...(opts.includeRaw ? { anomalyMap: Array.from(anomaly), negLogNfaMap: Array.from(nfa) } : {}),
     };
   }
@@ -202,8 +227,9 @@ export class Predictor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.model.dispose();
-    this.extractor.dispose();
+    this.tfjs?.model.dispose();
+    this.tfjs?.extractor.dispose();
+    void this.session?.release().catch(() => undefined);
   }
 }
 
@@ -222,6 +248,8 @@ export interface PredictFolderResult {
   outDir?: string;
   /** 'calibrated' or the paper's variant used. */
   nfaVariant: NfaVariant;
+  /** Which inference engine ran, and why. */
+  inference: InferenceInfo;
   images: Array<{
     imagePath: string;
     score: number;
@@ -255,7 +283,7 @@ export function verdictOf(maxNegLogNfa: number, regions: PredictFolderResult['im
 
 export async function predictFolder(opts: PredictFolderOptions): Promise<PredictFolderResult> {
   if (opts.checkpoint && !opts.images.length && !opts.datasetPath) throw new PipelineError('with --checkpoint, name the images (--image <file>) or a dataset (-data <folder>)', 'Usage');
-  const predictor = opts.checkpoint ? await Predictor.openFile(opts.checkpoint, { backend: opts.backend }) : await Predictor.open(opts);
+  const predictor = opts.checkpoint ? await Predictor.openFile(opts.checkpoint, { backend: opts.backend, engine: opts.engine, warn: opts.warn }) : await Predictor.open(opts);
   try {
     let images = opts.images;
     if (!images.length) {
@@ -264,7 +292,7 @@ export async function predictFolder(opts: PredictFolderOptions): Promise<Predict
       if (!images.length) throw new PipelineError(`${dir}: no test images to predict: pass --image <file>`, 'BadDataset');
     }
     for (const p of images) if (!existsSync(p)) throw new PipelineError(`${p}: no such image file`, 'BadDataset');
-    const out: PredictFolderResult = { runId: predictor.run.runId, outDir: opts.outDir, nfaVariant: predictor.nfaVariant, images: [] };
+    const out: PredictFolderResult = { runId: predictor.run.runId, outDir: opts.outDir, nfaVariant: predictor.nfaVariant, inference: predictor.inference, images: [] };
     if (opts.outDir) mkdirSync(opts.outDir, { recursive: true });
     const used = new Set<string>();
     for (const p of images) {

@@ -191,6 +191,16 @@ export interface Evaluation {
   images: ImageResult[];
   /** The automatic threshold and the evidence for it (absent in evaluations made before it existed). */
   threshold?: ThresholdEvaluation;
+  /** The inference engine that computed the maps, and why (absent in evaluations made before it existed). */
+  inference?: InferenceInfo;
+}
+
+/** Which inference engine ran (onnxruntime-node on the model exported in memory, or tfjs) and why. */
+export interface InferenceInfo {
+  engine: 'onnx' | 'tfjs';
+  reason: string;
+  /** onnx: the execution providers of the session (cpu last). */
+  providers?: string[];
 }
 
 export interface DetectedRegion {
@@ -249,6 +259,8 @@ export interface Prediction {
   mapSize: number;
   anomalyMap?: number[];
   negLogNfaMap?: number[];
+  /** The inference engine that computed the maps, and why. */
+  inference?: InferenceInfo;
 }
 
 // ---------------------------------------------------------------------------------------------

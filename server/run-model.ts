@@ -71,6 +71,11 @@ export interface ValidationData {
 
 export const TARGET_SIZE = 256;
 
+/** The test masks at the evaluation size (empty for good images). */
+export function loadTestMasks(items: SplitItem[]): Promise<Uint8Array[]> {
+  return loadMasks(items, TARGET_SIZE);
+}
+
 async function loadMasks(items: SplitItem[], T: number): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
   for (const it of items) out.push(it.maskPath ? await loadMask(it.maskPath, T) : new Uint8Array(T * T));
