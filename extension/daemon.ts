@@ -134,6 +134,8 @@ export class Daemon implements vscode.Disposable {
     if (backend && backend !== 'auto') env.UFLOW_BACKEND = backend;
     const queue = vscode.workspace.getConfiguration('uflow').get<string>('queue');
     if (queue) env.UFLOW_QUEUE = queue;
+    const engine = vscode.workspace.getConfiguration('uflow').get<string>('inferenceEngine');
+    if (engine === 'onnx' || engine === 'tfjs') env.UFLOW_INFERENCE_ENGINE = engine;
     // Electron (desktop VS Code) must act as plain Node for the fork.
     env.ELECTRON_RUN_AS_NODE = '1';
     return env;
@@ -293,7 +295,7 @@ export class Daemon implements vscode.Disposable {
 
   private configKey(): string {
     const c = vscode.workspace.getConfiguration('uflow');
-    return `${this.serverPath()}|${c.get<string>('backend') ?? 'auto'}|${c.get<string>('queue') ?? ''}|${JSON.stringify(c.get<string[]>('allowedFolders') ?? [])}`;
+    return `${this.serverPath()}|${c.get<string>('backend') ?? 'auto'}|${c.get<string>('inferenceEngine') ?? 'auto'}|${c.get<string>('queue') ?? ''}|${JSON.stringify(c.get<string[]>('allowedFolders') ?? [])}`;
   }
 
   /** After a settings change: restarts the daemon if its script or backend changed (or it had given up). */

@@ -87,7 +87,7 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
     ...registerPanelSerializers(panelCtx),
     ...registerCommands({ ...panelCtx, runsTree }),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('uflow.serverPath') || e.affectsConfiguration('uflow.backend') || e.affectsConfiguration('uflow.queue') || e.affectsConfiguration('uflow.allowedFolders')) {
+      if (e.affectsConfiguration('uflow.serverPath') || e.affectsConfiguration('uflow.backend') || e.affectsConfiguration('uflow.inferenceEngine') || e.affectsConfiguration('uflow.queue') || e.affectsConfiguration('uflow.allowedFolders')) {
         void daemon.configurationChanged().catch((err) => output.appendLine(`[extension] restart failed: ${errorMessage(err)}`));
       }
     }),

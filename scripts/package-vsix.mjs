@@ -4,7 +4,10 @@
 //   - dist/ (extension, daemon, CLI, train worker, webviews, the tfjs wasm binaries), media/;
 //   - the daemon's native run-time dependency `sharp` (external to the bundle) with its own
 //     dependencies and the prebuilt @img/* binaries installed here, vendored as dist/node_modules/,
-//     which Node's resolution from dist/server.js finds first.
+//     which Node's resolution from dist/server.js finds first;
+//   - onnxruntime-node (the inference engine, external too) with onnxruntime-common and only the
+//     target's native binary (bin/napi-v6/<platform>/<arch>); for a target it has no binary for it
+//     is left out and the daemon runs inference on tfjs (the reason is in its results).
 // The package is assembled in a staging folder (.cache/vsix-stage) so dist/ itself is not changed.
 // Args: --out <file.vsix> (default: ./uflow-vscode-<version>.vsix), --target <vsce target> (default:
 // this platform, e.g. linux-x64), --no-build.
@@ -50,10 +53,21 @@ rmSync(join(stage, 'dist', 'node_modules'), { recursive: true, force: true });
 // Native run-time dependencies of the daemon: `sharp` and its closure (installed packages only:
 // the @img/* optional dependencies are the prebuilt binaries for this platform).
 
-const RUNTIME = ['sharp'];
+// The vendored binaries are for this platform: the package says so (VS Code then offers it only
+// there). --target overrides (e.g. alpine-x64 on musl).
+const ti = args.indexOf('--target');
+const target = ti >= 0 ? args[ti + 1] : `${process.platform}-${process.arch}`;
+const [targetOs, targetArch] = target.replace(/^alpine-/, 'linux-').split('-');
+// onnxruntime-node's own dependencies that only its install script uses (the CUDA download).
+const INSTALL_ONLY = new Set(['adm-zip', 'global-agent']);
+// Keeps only the target's binary of onnxruntime-node (paths relative to the package).
+const ortBinary = (rel) => !rel.startsWith('/node_modules') && (!/^\/bin\/napi-v\d+\/[^/]+\/[^/]+/.test(rel) || rel.startsWith(`/bin/napi-v6/${targetOs}/${targetArch}`));
+
+const RUNTIME = ['sharp', 'onnxruntime-node'];
 const vendored = [];
 const seen = new Set();
 function vendor(name, fromDir) {
+  if (INSTALL_ONLY.has(name)) return;
   if (seen.has(name)) return;
   // Node's lookup, done by hand (`exports` maps may hide package.json from require.resolve).
   let pkgJson;
@@ -68,7 +82,12 @@ function vendor(name, fromDir) {
   seen.add(name);
   const dir = dirname(pkgJson);
   const meta = JSON.parse(readFileSync(pkgJson, 'utf8'));
-  cpSync(dir, join(stage, 'dist', 'node_modules', name), { recursive: true, dereference: true, filter: (src) => !/\/(docs?|test|\.github)(\/|$)/.test(src.slice(dir.length)) });
+  if (name === 'onnxruntime-node' && !existsSync(join(dir, 'bin', 'napi-v6', targetOs, targetArch))) {
+    console.log(`package: onnxruntime-node has no binary for ${target}: left out (inference runs on tfjs there)`);
+    return;
+  }
+  const keep = name === 'onnxruntime-node' ? ortBinary : () => true;
+  cpSync(dir, join(stage, 'dist', 'node_modules', name), { recursive: true, dereference: true, filter: (src) => !/\/(docs?|test|\.github)(\/|$)/.test(src.slice(dir.length)) && keep(src.slice(dir.length)) });
   vendored.push(`${name}@${meta.version}`);
   for (const dep of [...Object.keys(meta.dependencies ?? {}), ...Object.keys(meta.optionalDependencies ?? {})]) vendor(dep, dir);
 }
@@ -88,10 +107,6 @@ writeFileSync(join(stage, 'package.json'), JSON.stringify(staged, null, 2) + '\n
 // vsce
 
 const vsce = join(root, 'node_modules', '@vscode', 'vsce', 'vsce');
-// The vendored sharp binaries are for this platform: the package says so (VS Code then offers it
-// only there). --target overrides (e.g. alpine-x64 on musl).
-const ti = args.indexOf('--target');
-const target = ti >= 0 ? args[ti + 1] : `${process.platform}-${process.arch}`;
 run(process.execPath, [vsce, 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '--allow-star-activation', '--target', target, '--out', out], stage);
 if (!process.env.UFLOW_KEEP_STAGE) rmSync(stage, { recursive: true, force: true });
 const mb = (statSync(out).size / 1024 / 1024).toFixed(1);

@@ -59,6 +59,7 @@ import { modelCacheRoot } from './path-guard.js';
 import type { DaemonApi, RequestContext, SessionApi } from './handlers/context.js';
 import { handlers } from './handlers/index.js';
 import { PredictorCache } from './handlers/predictors.js';
+import { parseEngine } from './onnx-engine.js';
 import { WorkDoneReporter } from './handlers/progress.js';
 import { DAEMON_VERSION } from './handlers/status.js';
 
@@ -216,7 +217,8 @@ class Daemon implements DaemonApi {
     this.allowRoots = (opts.allow ?? []).map((d) => makeRoot(d, 'allowed'));
 
     this.predictors = new PredictorCache<Predictor>(
-      (trainDir, runId) => Predictor.open({ trainDir, runId, backend: this.backend }),
+      (trainDir, runId, engine) =>
+        Predictor.open({ trainDir, runId, backend: this.backend, engine: parseEngine(engine, 'params.engine'), warn: (line) => this.log('warn', `predict ${runId}: ${line}`) }),
       opts.predictCacheEntries ?? 4,
       (opts.predictCacheMiB ?? 1024) * 1024 * 1024,
     );

@@ -12,7 +12,8 @@ import { ErrorCodes, type Evaluation, type EvaluateResult } from '../protocol.js
 import { RUN_FILES, type StoredRun } from '../runs.js';
 import { errorCodeOf, locateRun } from './common.js';
 import type { RequestContext } from './context.js';
-import { optBool, optPath, optToken, paramsObject, reqString } from './params.js';
+import { optBool, optEnum, optPath, optToken, paramsObject, reqString } from './params.js';
+import { parseEngine } from '../onnx-engine.js';
 import { guardRunPaths } from '../path-guard.js';
 import { DATASET_REPORT_METHOD, type DatasetReportNotification } from '../dataset-report.js';
 
@@ -27,13 +28,15 @@ function newestCheckpointMtime(dir: string): number {
 }
 
 /** evaluation.json when it still describes the run as it is, else undefined. */
-export function cachedEvaluation(run: StoredRun, datasetPath: string, highPrecision: boolean): Evaluation | undefined {
+export function cachedEvaluation(run: StoredRun, datasetPath: string, highPrecision: boolean, engine?: 'onnx' | 'tfjs'): Evaluation | undefined {
   if (run.state === 'running' || run.state === 'queued') return undefined;
   const file = join(run.dir, RUN_FILES.evaluation);
   if (!existsSync(file)) return undefined;
   try {
     const ev = JSON.parse(readFileSync(file, 'utf8')) as Evaluation;
     if (ev.runId !== run.runId || Boolean(ev.highPrecision) !== highPrecision || !ev.threshold) return undefined;
+    // An engine asked for by name: only an evaluation made on it.
+    if (engine && ev.inference?.engine !== engine) return undefined;
     if (realpathLoose(ev.datasetPath) !== realpathLoose(datasetPath)) return undefined;
     // Strictly newer than every checkpoint (an equal time on a coarse clock is not proof).
     if (statSync(file).mtimeMs <= newestCheckpointMtime(run.dir)) return undefined;
@@ -50,6 +53,7 @@ export async function evaluate(params: unknown, ctx: RequestContext): Promise<Ev
   const datasetParam = optPath(m, p, 'datasetPath');
   const highPrecision = optBool(m, p, 'highPrecision') ?? false;
   const allowMaskProblems = optBool(m, p, 'allowMaskProblems') ?? false;
+  const engine = parseEngine(optEnum(m, p, 'engine', ['onnx', 'tfjs', 'auto'] as const));
   const workDoneToken = optToken(m, p, 'workDoneToken');
   const policy = ctx.session.policy;
   const datasetPath = datasetParam ? policy.check(datasetParam, `${m}: params.datasetPath`).path : undefined;
@@ -57,7 +61,7 @@ export async function evaluate(params: unknown, ctx: RequestContext): Promise<Ev
   const effectiveDataset = datasetPath ?? run.datasetPath;
   guardRunPaths(policy, run, m, { dataset: datasetPath === undefined });
 
-  const hit = cachedEvaluation(run, effectiveDataset, highPrecision);
+  const hit = cachedEvaluation(run, effectiveDataset, highPrecision, engine);
   if (hit) return { ...hit, cached: true };
   if (ctx.token.isCancellationRequested) throw new RpcError(ErrorCodes.Cancelled, `${m}: cancelled`);
 
@@ -72,7 +76,7 @@ export async function evaluate(params: unknown, ctx: RequestContext): Promise<Ev
     owner: ctx.session.id,
     run: async ({ signal }) => {
       // An identical evaluation queued before this one may have just written the file.
-      const again = cachedEvaluation(run, effectiveDataset, highPrecision);
+      const again = cachedEvaluation(run, effectiveDataset, highPrecision, engine);
       if (again) {
         cached = true;
         return again;
@@ -90,6 +94,8 @@ export async function evaluate(params: unknown, ctx: RequestContext): Promise<Ev
           ctx.daemon.broadcast(DATASET_REPORT_METHOD, note);
         },
         backend: ctx.daemon.backend,
+        engine,
+        warn: (line) => ctx.daemon.log('warn', `evaluate ${runId}: ${line}`, job.id),
         signal,
         onProgress: (done, total, message) => reporter?.report(message || `${done}/${total} images`, total > 0 ? (100 * done) / total : undefined),
       });

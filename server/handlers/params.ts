@@ -70,6 +70,10 @@ export function reqEnum<T extends string>(method: string, p: Params, name: strin
   return v as T;
 }
 
+export function optEnum<T extends string>(method: string, p: Params, name: string, values: readonly T[]): T | undefined {
+  return p[name] === undefined || p[name] === null ? undefined : reqEnum(method, p, name, values);
+}
+
 export function optStringArray(method: string, p: Params, name: string): string[] | undefined {
   const v = p[name];
   if (v === undefined || v === null) return undefined;

@@ -11,7 +11,7 @@ import { ErrorCodes, type Prediction } from '../protocol.js';
 import { JobCancelledError } from '../jobs.js';
 import { errorCodeOf, locateRun } from './common.js';
 import type { RequestContext } from './context.js';
-import { optBool, optString, paramsObject, reqPath } from './params.js';
+import { optBool, optEnum, optString, paramsObject, reqPath } from './params.js';
 import { guardRunPaths } from '../path-guard.js';
 
 export async function predict(params: unknown, ctx: RequestContext): Promise<Prediction> {
@@ -20,6 +20,7 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
   const imagePath = reqPath(m, p, 'imagePath');
   const runIdParam = optString(m, p, 'runId');
   const includeRaw = optBool(m, p, 'includeRaw') ?? false;
+  const engine = optEnum(m, p, 'engine', ['onnx', 'tfjs', 'auto'] as const);
   const policy = ctx.session.policy;
   const image = policy.check(imagePath, `${m}: params.imagePath`);
   let st;
@@ -72,7 +73,7 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
         if (signal.aborted) throw new JobCancelledError();
         const out = await predictor.predict(image.path, { includeRaw });
         return { ...out, imagePath };
-      }),
+      }, engine === 'auto' ? '' : (engine ?? '')),
   });
   const sub = ctx.token.onCancellationRequested(() => daemon.jobs.cancel(job.id, 'request cancelled'));
   try {

@@ -1,5 +1,6 @@
 /**
- * Models kept loaded for `uflow/predict`: an LRU keyed by run and checkpoint version, evicted by
+ * Models kept loaded for `uflow/predict`: an LRU keyed by run, variant (the inference engine asked
+ * for: an onnxruntime session and a tfjs model are separate entries) and checkpoint version, evicted by
  * count and by the bytes of their tensors. A model is loaded once per run (and again only when
  * the run's checkpoint changes, e.g. while it trains); an evicted model in use is disposed when its
  * last user releases it.
@@ -46,14 +47,14 @@ export class PredictorCache<P extends PredictorLike = PredictorLike> {
   private readonly entries = new Map<string, Entry<P>>();
 
   constructor(
-    private readonly open: (trainDir: string, runId: string) => Promise<P>,
+    private readonly open: (trainDir: string, runId: string, variant: string) => Promise<P>,
     readonly maxEntries = 4,
     readonly maxBytes = 1024 * 1024 * 1024,
   ) {}
 
   /** Runs `fn` with the run's loaded model, loading it first when needed. */
-  async use<T>(trainDir: string, runId: string, runDirPath: string, fn: (p: P) => Promise<T>): Promise<T> {
-    const entry = await this.acquire(trainDir, runId, runDirPath);
+  async use<T>(trainDir: string, runId: string, runDirPath: string, fn: (p: P) => Promise<T>, variant = ''): Promise<T> {
+    const entry = await this.acquire(trainDir, runId, runDirPath, variant);
     try {
       return await fn(entry.predictor!);
     } finally {
@@ -61,9 +62,9 @@ export class PredictorCache<P extends PredictorLike = PredictorLike> {
     }
   }
 
-  private async acquire(trainDir: string, runId: string, runDirPath: string): Promise<Entry<P>> {
+  private async acquire(trainDir: string, runId: string, runDirPath: string, variant: string): Promise<Entry<P>> {
     const version = checkpointVersion(runDirPath);
-    const key = `${trainDir}\u0000${runId}`;
+    const key = `${trainDir}\u0000${runId}\u0000${variant}`;
     let e = this.entries.get(key);
     if (e && e.version !== version && !e.loading) {
       this.evict(e);
@@ -72,7 +73,7 @@ export class PredictorCache<P extends PredictorLike = PredictorLike> {
     if (!e) {
       const entry: Entry<P> = { key, runId, version, bytes: 0, refs: 0, lastUsed: Date.now(), evicted: false };
       const before = tf.memory().numBytes;
-      entry.loading = this.open(trainDir, runId).then(
+      entry.loading = this.open(trainDir, runId, variant).then(
         (p) => {
           entry.predictor = p;
           entry.bytes = typeof p.bytes === 'number' ? p.bytes : Math.max(0, tf.memory().numBytes - before);
