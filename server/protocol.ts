@@ -319,6 +319,8 @@ export interface EvaluateParams {
   runId: string;
   datasetPath?: string;
   highPrecision?: boolean;
+  /** Inference engine: onnx (onnxruntime-node), tfjs, or auto (default: the daemon's, UFLOW_INFERENCE_ENGINE, else onnx where it runs). */
+  engine?: 'onnx' | 'tfjs' | 'auto';
   workDoneToken?: string | number;
 }
 
@@ -328,6 +330,8 @@ export interface PredictParams {
   imagePath: string;
   /** Include the raw maps (for values under the cursor). */
   includeRaw?: boolean;
+  /** Inference engine: onnx (onnxruntime-node), tfjs, or auto (default: the daemon's, UFLOW_INFERENCE_ENGINE, else onnx where it runs). */
+  engine?: 'onnx' | 'tfjs' | 'auto';
 }
 
 export interface RunsParams {

@@ -26,10 +26,10 @@ export function ensureBuilt(): void {
 }
 
 /** Runs `node dist/cli.js ...args` to the end. */
-export function cli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function cli(args: string[], opts: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CliResult> {
   ensureBuilt();
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? repoRoot, env: ENV });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? repoRoot, env: { ...ENV, ...opts.env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -4,7 +4,7 @@
  * evaluation (and its cache), prediction while another training runs, cancelling a training
  * mid-epoch and using its last checkpoint, a queued training's position and cancellation, a
  * corrupt image failing only its job, $/cancelRequest of a waiting request, and the tensor count
- * after 50 predictions. The tests share one daemon and run in order.
+ * after 50 predictions; predictions on onnxruntime by default, tfjs when asked. The tests share one daemon and run in order.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -113,6 +113,22 @@ test('evaluate: metrics on the test split, then the cached evaluation.json while
   const again = (await d.conn.sendRequest('uflow/evaluate', { runId: firstRun.runId })) as EvaluateResult;
   assert.equal(again.cached, true);
   assert.equal(again.evaluatedAt, ev.evaluatedAt);
+});
+
+test('predict runs on onnxruntime by default and says so; engine tfjs gives the same regions and verdict', { timeout: 5 * MIN }, async () => {
+  const imagePath = join(carpet, 'test', 'spot', '000.png');
+  const onnx = (await d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath })) as Prediction;
+  assert.equal(onnx.inference?.engine, 'onnx', JSON.stringify(onnx.inference));
+  assert.deepEqual(onnx.inference?.providers, ['cpu']);
+  assert.match(onnx.inference!.reason, /^default: onnxruntime-node loaded and the model exports/);
+  const tfjs = (await d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath, engine: 'tfjs' })) as Prediction;
+  assert.deepEqual(tfjs.inference, { engine: 'tfjs', reason: 'asked for (engine tfjs)' });
+  assert.equal(onnx.maxNegLogNfa > 0, tfjs.maxNegLogNfa > 0);
+  assert.ok(Math.abs(onnx.score - tfjs.score) <= 1e-3, `scores ${onnx.score} / ${tfjs.score}`);
+  assert.deepEqual(onnx.regions?.map((r) => [r.box, r.area]), tfjs.regions?.map((r) => [r.box, r.area]));
+  const st = (await d.conn.sendRequest('uflow/status')) as StatusResult;
+  assert.equal(st.predictCache?.runIds.filter((r) => r === firstRun.runId).length, 2, 'one cached predictor per engine');
+  await rejectsWith(d.conn.sendRequest('uflow/predict', { runId: firstRun.runId, imagePath, engine: 'torch' }), ErrorCodes.InvalidParams, /params\.engine/);
 });
 
 test('predict while another training runs; cancel that training mid-epoch; its last checkpoint predicts', { timeout: 15 * MIN }, async () => {
@@ -266,7 +282,8 @@ test('the predict model cache is an LRU: --predict-cache 1 evicts and disposes t
   const runs = ((await d.conn.sendRequest('uflow/runs', { workspace: ws })) as RunInfo[]).filter((r) => r.epochsDone > 0 && r.runId !== firstRun.runId);
   assert.ok(runs.length >= 1);
   const other = runs[0]!.runId;
-  const e = await startDaemon({ workspaceFolders: [ws], args: ['--predict-cache', '1'] });
+  // On tfjs, whose models are tensors this daemon counts (an onnxruntime session holds none).
+  const e = await startDaemon({ workspaceFolders: [ws], args: ['--predict-cache', '1'], env: { UFLOW_INFERENCE_ENGINE: 'tfjs' } });
   try {
     const img = join(carpet, 'test', 'good', '000.png');
     const tensors = async () => ((await e.conn.sendRequest('uflow/status')) as StatusResult);
