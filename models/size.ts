@@ -101,7 +101,8 @@ export function ruleLevelSizes(rule: LevelRule, input: SizeInput, strides: reado
  * one, as FrEIA's concatenation requires), a sentence saying which; undefined when they nest.
  */
 export function uflowNestingProblem(sizes: readonly (readonly [number, number])[]): string | undefined {
-  for (let s = 1; s < sizes.length; s++) {
+  // Coarsest first, the order in which the flow merges them.
+  for (let s = sizes.length - 1; s >= 1; s--) {
     const [h, w] = sizes[s]!;
     const [hf, wf] = sizes[s - 1]!;
     if (hf !== 2 * h || wf !== 2 * w) {
