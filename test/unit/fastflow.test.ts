@@ -225,7 +225,7 @@ test('factory: createModel builds either kind from the run config keys; U-Flow s
   try {
     assert.equal(ff.kind, 'fastflow');
     assert.ok(ff instanceof FastFlowModel);
-    assert.deepEqual(ff.config, { backbone: 'tfjs:/x', inputSize: 64, channels: [8, 16, 32], scaleFactors: [4, 8, 16], flowSteps: 2, layerNorm: true, conv3x3Only: true, hiddenRatio: 0.5, seed: 1 });
+    assert.deepEqual(ff.config, { backbone: 'tfjs:/x', inputSize: [64, 64], levelSizes: [[16, 16], [8, 8], [4, 4]], channels: [8, 16, 32], scaleFactors: [4, 8, 16], flowSteps: 2, layerNorm: true, conv3x3Only: true, hiddenRatio: 0.5, seed: 1 });
     assert.equal(uf.kind, 'uflow');
     assert.ok(uf instanceof UFlowModel);
     assert.deepEqual(createModel('fastflow', {}, info).config.flowSteps, 8, 'FastFlow default: 8 steps');
