@@ -19,7 +19,8 @@ import { decodeImage, drawContour, encodePng, heatmapPng, loadImageForModel, ove
 import { defaultConfig } from './config.js';
 import { PipelineError } from './runs.js';
 import { asPipelineError, ensureEngine, splitsOf, pickRun, evaluationDataset } from './job-common.js';
-import { buildExtractor, TARGET_SIZE, calibrationFor, predictorCheckpoint, loadCheckpointChecked, nfaRange } from './run-model.js';
+import { buildExtractor, targetSizeOf, calibrationFor, predictorCheckpoint, loadCheckpointChecked, nfaRange } from './run-model.js';
+import { sizeForConfig, toHW } from '../models/size.js';
 
 /** Flow steps of a U-Flow state dict with `levels` scales: stage j, step k is module j·(steps+3)+k, so the last block is (levels−1)·(steps+3)+steps−1. */
 function flowStepsOf(state: TensorMap, levels: number, file: string): number {
@@ -125,7 +126,7 @@ export class Predictor {
       const now = new Date().toISOString();
       const category = basename(path).replace(/\.[^.]+$/, '');
       const config = defaultConfig(category, 'uflow');
-      config.model = { ...config.model, backbone: 'mcait', input_size: extractor.inputSize, flow_steps: flowSteps };
+      config.model = { ...config.model, backbone: 'mcait', input_size: sizeForConfig(extractor.inputSize), flow_steps: flowSteps };
       const run: RunInfo = {
         runId: basename(path),
         dir: dirname(path),
@@ -153,17 +154,18 @@ export class Predictor {
 
   async predict(imagePath: string, opts: PredictOptions = {}): Promise<Prediction> {
     if (this.disposed) throw new PipelineError('the predictor was disposed', 'JobFailed');
-    const T = TARGET_SIZE;
-    const S = this.run.config.model.input_size;
+    const T = targetSizeOf(this.run.config);
+    const [Th, Tw] = T;
+    const [Sh, Sw] = toHW(this.run.config.model.input_size);
     let original: RawImage;
     let input: Float32Array;
     try {
       original = await decodeImage(imagePath);
-      input = (await loadImageForModel(imagePath, S)).data;
+      input = (await loadImageForModel(imagePath, [Sh, Sw])).data;
     } catch (e) {
       asPipelineError(e);
     }
-    const z = tf.tidy(() => this.model.forward(tf.tensor4d(input, [1, S, S, 3])).z);
+    const z = tf.tidy(() => this.model.forward(tf.tensor4d(input, [1, Sh, Sw, 3])).z);
     let maps: { anomaly: Float32Array[]; negLogNfa?: Float32Array[] };
     try {
       maps = await mapsOfLatents(z, T, this.nfaVariant, undefined, (zz, s) => this.model.anomalyMap(zz, s), this.calibration);
@@ -173,7 +175,7 @@ export class Predictor {
     const anomaly = maps.anomaly[0]!;
     const nfa = maps.negLogNfa![0]!;
     const { width: w, height: h } = original;
-    const nfaFull = w === T && h === T ? nfa : resizeBilinearFloat(nfa, T, T, w, h);
+    const nfaFull = w === Tw && h === Th ? nfa : resizeBilinearFloat(nfa, Tw, Th, w, h);
     const det = new Uint8Array(w * h);
     for (let i = 0; i < det.length; i++) det[i] = nfaFull[i]! > 0 ? 1 : 0;
     const thickness = Math.max(1, Math.round(Math.max(w, h) / 256));
@@ -188,11 +190,12 @@ export class Predictor {
       maxNegLogNfa: maxNfa,
       width: w,
       height: h,
-      anomalyMapPng: pngDataUri(encodePng(overlayHeatmap(original, anomaly, T, T, { range: mapRangeOf(this.model.kind), alpha: 0.5 }), w, h, 3)),
+      anomalyMapPng: pngDataUri(encodePng(overlayHeatmap(original, anomaly, Tw, Th, { range: mapRangeOf(this.model.kind), alpha: 0.5 }), w, h, 3)),
       nfaMapPng: pngDataUri(heatmapPng(nfaFull, w, h, { range: nfaRange(nfa) })),
       segmentationPng: pngDataUri(encodePng(drawContour(original, det, { thickness }), w, h, 3)),
-      mapSize: T,
-      regions: regionsOf(nfa, T, T),
+      mapSize: Tw,
+      mapShape: [Th, Tw],
+      regions: regionsOf(nfa, Th, Tw),
       nfaVariant: this.nfaVariant,
       ...(opts.includeRaw ? { anomalyMap: Array.from(anomaly), negLogNfaMap: Array.from(nfa) } : {}),
     };
@@ -237,8 +240,9 @@ export interface PredictFolderResult {
 
 /** A prediction's regions in the image's own pixels (they are found at the map size). */
 function regionsInImage(pr: Prediction): PredictFolderResult['images'][number]['regions'] {
-  const sx = pr.width / pr.mapSize;
-  const sy = pr.height / pr.mapSize;
+  const [mh, mw] = pr.mapShape ?? [pr.mapSize, pr.mapSize];
+  const sx = pr.width / mw;
+  const sy = pr.height / mh;
   return (pr.regions ?? []).map((r) => ({
     box: [Math.floor(r.box[0] * sx), Math.floor(r.box[1] * sy), Math.max(1, Math.round(r.box[2] * sx)), Math.max(1, Math.round(r.box[3] * sy))],
     area: Math.round(r.area * sx * sy),
