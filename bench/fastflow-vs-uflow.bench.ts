@@ -35,8 +35,8 @@ const fastflowSteps = num('fastflow-steps', 8);
 const conv3x3Only = args.includes('--conv3x3-only');
 
 const FEATURE_SETS: Record<string, ExtractorInfo> = {
-  mobilenet: { name: 'mobilenet_v2_035 (8@64², 16@32², 32@16²)', inputSize: 256, channels: [8, 16, 32], scaleFactors: [4, 8, 16], layerNormLevels: true },
-  resnet18: { name: 'resnet18 (64@64², 128@32², 256@16²)', inputSize: 256, channels: [64, 128, 256], scaleFactors: [4, 8, 16], layerNormLevels: true },
+  mobilenet: { name: 'mobilenet_v2_035 (8@64², 16@32², 32@16²)', inputSize: [256, 256], featureSizes: [[64, 64], [32, 32], [16, 16]], channels: [8, 16, 32], scaleFactors: [4, 8, 16], layerNormLevels: true },
+  resnet18: { name: 'resnet18 (64@64², 128@32², 256@16²)', inputSize: [256, 256], featureSizes: [[64, 64], [32, 32], [16, 16]], channels: [64, 128, 256], scaleFactors: [4, 8, 16], layerNormLevels: true },
 };
 
 function median(xs: number[]): number {

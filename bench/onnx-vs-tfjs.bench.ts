@@ -1,12 +1,13 @@
 /**
  * Inference per image on onnxruntime-node (the model exported in memory, CPU provider unless
  * UFLOW_ORT_PROVIDERS says otherwise) against tfjs, on the same model in the same process: backbone
- * + feature normalisation + flow + anomaly map at 256, read back (what predict runs before the
+ * + feature normalisation + flow + anomaly map at the evaluation size (256² for a square input, else
+ * the longer side 256), read back (what predict runs before the
  * NFA; the NFA is the same TypeScript for both). Batch 1, medians after warm-up; the ratio is
  * tfjs time / onnx time.
  *
  *   node --import tsx bench/onnx-vs-tfjs.bench.ts [--model uflow|fastflow] [--backbone builtin:filters]
- *        [--input-size 256] [--steps 10] [--warmup 2] [--backend wasm]
+ *        [--input-size 256|96x128] [--steps 10] [--warmup 2] [--backend wasm]
  *        [--train-dir DIR --run RUN_ID]   # a trained run's checkpoint instead of a fresh model
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -15,7 +16,8 @@ import { createExtractor, type FeatureExtractor } from '../models/backbones/inde
 import { createModel, type AnomalyModel, type ModelKind } from '../models/model-factory.js';
 import { inferenceFor } from '../server/onnx-engine.js';
 import { pickRun } from '../server/job-common.js';
-import { buildExtractor, loadCheckpointChecked, predictorCheckpoint, TARGET_SIZE } from '../server/run-model.js';
+import { buildExtractor, loadCheckpointChecked, predictorCheckpoint } from '../server/run-model.js';
+import { evaluationSize, formatSize, parseSize, toHW } from '../models/size.js';
 
 const args = process.argv.slice(2);
 const str = (name: string, dflt: string): string => {
@@ -53,27 +55,28 @@ if (runId) {
   const run = pickRun(str('train-dir', '.uflow'), runId);
   extractor = await buildExtractor(run.config, undefined, () => {});
   model = loadCheckpointChecked(predictorCheckpoint(run), extractor).model;
-  what = `run ${run.runId} (${run.model}, ${run.config.model.backbone}, ${run.config.model.input_size} px)`;
+  what = `run ${run.runId} (${run.model}, ${run.config.model.backbone}, ${formatSize(run.config.model.input_size)} px)`;
 } else {
   const kind = str('model', 'uflow') as ModelKind;
   const backbone = str('backbone', 'builtin:filters');
-  extractor = await createExtractor({ backbone, inputSize: num('input-size', 256) });
+  extractor = await createExtractor({ backbone, inputSize: parseSize(str('input-size', '256')) });
   model = createModel(kind, {}, extractor, { seed: 0 });
-  what = `fresh ${kind} on ${backbone} at ${extractor.inputSize} px`;
+  what = `fresh ${kind} on ${backbone} at ${formatSize(extractor.inputSize)} px`;
 }
-const S = model.config.inputSize;
-const image = new Float32Array(S * S * 3);
+const [H, W] = toHW(model.config.inputSize);
+const T = evaluationSize([H, W]);
+const image = new Float32Array(H * W * 3);
 for (let i = 0; i < image.length; i++) image[i] = ((i * 2654435761) % 1000) / 1000;
 
-const { session, info } = await inferenceFor(model, { engine: 'onnx', warn: (l) => console.log(`note: ${l}`) });
+const { session, info } = await inferenceFor(model, { mapSize: T, engine: 'onnx', warn: (l) => console.log(`note: ${l}`) });
 if (!session) {
   console.log(`onnx not available: ${info.reason}`);
   process.exit(1);
 }
 const tfjsMs = await timed(async () => {
   const out = tf.tidy(() => {
-    const { z } = model.forward(tf.tensor4d(image, [1, S, S, 3]));
-    return [...z, model.anomalyMap(z, TARGET_SIZE)];
+    const { z } = model.forward(tf.tensor4d(image, [1, H, W, 3]));
+    return [...z, model.anomalyMap(z, T)];
   });
   await Promise.all(out.map((t) => t.data()));
   tf.dispose(out);
@@ -81,7 +84,7 @@ const tfjsMs = await timed(async () => {
 const onnxMs = await timed(async () => {
   await session.run(image, 1);
 });
-console.log(`${what}, batch 1, ${warmup} warm-up + ${steps} timed (median); latents and the ${TARGET_SIZE}² map read back, NFA excluded`);
+console.log(`${what}, batch 1, ${warmup} warm-up + ${steps} timed (median); latents and the ${T[0]}×${T[1]} map read back, NFA excluded`);
 console.log(`inference per image: tfjs (${engine.backend}) ${tfjsMs.toFixed(1)} ms, onnxruntime-node (${session.providers.join(', ')}) ${onnxMs.toFixed(1)} ms, ratio tfjs/onnx ×${(tfjsMs / onnxMs).toFixed(2)}`);
 await session.release();
 model.dispose();

@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { RawTensor, TensorMap } from './io/safetensors.js';
+import { toHW, type HW } from './size.js';
 import { assertExtractorFits, extractWith, levelSizes, type FeatureExtractor } from './backbones/types.js';
 import { FeatureNorm, FEATURE_NORM_PREFIX } from './backbones/feature-norm.js';
 import type { NamedVariable } from './flows/allinone-block.js';
@@ -26,11 +27,14 @@ export const FASTFLOW_NORM_PREFIX = 'norms.';
 export interface FastFlowModelConfig {
   /** Backbone name (metadata; e.g. 'resnet18', 'cait', 'tfjs:<dir>'). */
   backbone: string;
-  inputSize: number;
+  /** [height, width] (one integer in configs written before non-square sizes: square). */
+  inputSize: HW | number;
   /** Channels of each feature level, finest first. */
   channels: number[];
-  /** Stride of each level, finest first; level size = ⌊inputSize / stride⌋ (square). */
+  /** Nominal stride of each level, finest first. */
   scaleFactors: number[];
+  /** [h, w] of each level, finest first, as the backbone computes them; absent in old configs: ⌊H/stride⌋ × ⌊W/stride⌋. */
+  levelSizes?: HW[];
   /** AllInOneBlocks per level (anomalib default 8). */
   flowSteps: number;
   /** Trainable LayerNorm([C,H,W]) per level (CNN backbones; not for ViT features). */
@@ -54,12 +58,13 @@ export interface FastFlowOptions {
 export const FASTFLOW_DEFAULTS = { flowSteps: 8, conv3x3Only: false, hiddenRatio: 1.0 } as const;
 
 export function fastflowConfigFromExtractor(
-  extractor: Pick<FeatureExtractor, 'name' | 'inputSize' | 'channels' | 'scaleFactors' | 'layerNormLevels'>,
+  extractor: Pick<FeatureExtractor, 'name' | 'inputSize' | 'featureSizes' | 'channels' | 'scaleFactors' | 'layerNormLevels'>,
   opts: FastFlowOptions = {},
 ): FastFlowModelConfig {
   return {
     backbone: extractor.name,
-    inputSize: extractor.inputSize,
+    inputSize: [extractor.inputSize[0], extractor.inputSize[1]],
+    levelSizes: extractor.featureSizes.map(([h, w]) => [h, w] as HW),
     channels: [...extractor.channels],
     scaleFactors: [...extractor.scaleFactors],
     flowSteps: opts.flowSteps ?? FASTFLOW_DEFAULTS.flowSteps,
@@ -92,13 +97,19 @@ export function fastflowLoss(z: readonly tf.Tensor[], logdets: readonly tf.Tenso
 
 export class FastFlowModel {
   readonly kind = 'fastflow' as const;
-  readonly config: Readonly<FastFlowModelConfig>;
+  readonly config: Readonly<FastFlowModelConfig & { inputSize: HW }>;
   readonly norm?: FeatureNorm;
   readonly flows: FastFlowFlows;
 
   constructor(config: FastFlowModelConfig, readonly extractor?: FeatureExtractor) {
     assertExtractorFits('FastFlowModel', config, extractor);
-    this.config = { ...config, channels: [...config.channels], scaleFactors: [...config.scaleFactors] };
+    this.config = {
+      ...config,
+      inputSize: toHW(config.inputSize),
+      channels: [...config.channels],
+      scaleFactors: [...config.scaleFactors],
+      ...(config.levelSizes ? { levelSizes: config.levelSizes.map(([h, w]) => [h, w] as HW) } : {}),
+    };
     const sizes = this.featureSizes();
     this.flows = new FastFlowFlows({
       channels: config.channels,
@@ -142,7 +153,7 @@ export class FastFlowModel {
     });
   }
 
-  /** images [B,S,S,3] RGB in [0,1] → latents and logdet. */
+  /** images [B,H,W,3] RGB in [0,1] → latents and logdet. */
   forward(images: tf.Tensor4D): { z: tf.Tensor4D[]; logdet: tf.Tensor1D } {
     return tf.tidy(() => this.fromFeatures(this.extract(images)));
   }

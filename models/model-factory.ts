@@ -94,7 +94,7 @@ export interface ModelSettings {
 }
 
 /** The extractor, or just its shapes (a model built from this cannot `extract`). */
-export type ExtractorInfo = Pick<FeatureExtractor, 'name' | 'inputSize' | 'channels' | 'scaleFactors' | 'layerNormLevels'>;
+export type ExtractorInfo = Pick<FeatureExtractor, 'name' | 'inputSize' | 'featureSizes' | 'channels' | 'scaleFactors' | 'layerNormLevels'>;
 
 function isExtractor(e: ExtractorInfo): e is FeatureExtractor {
   return typeof (e as Partial<FeatureExtractor>).extract === 'function';

@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorMap } from './io/safetensors.js';
+import { toHW, uflowSizeError, type HW } from './size.js';
 import { assertExtractorFits, extractWith, levelSizes, type FeatureExtractor } from './backbones/types.js';
 import { FeatureNorm, FEATURE_NORM_PREFIX } from './backbones/feature-norm.js';
 import { UFlowGraph, normalizeReferenceKeys } from './flows/uflow-graph.js';
@@ -16,11 +17,14 @@ import { validateState } from './flows/state.js';
 export interface UFlowModelConfig {
   /** Backbone name (metadata; e.g. 'resnet18', 'mcait'). */
   backbone: string;
-  inputSize: number;
+  /** [height, width] (one integer in configs written before non-square sizes: square). */
+  inputSize: HW | number;
   /** Channels of each feature level, finest first. */
   channels: number[];
-  /** Stride of each level, finest first; level size = ⌊inputSize / stride⌋ (square). */
+  /** Nominal stride of each level, finest first. */
   scaleFactors: number[];
+  /** [h, w] of each level, finest first, as the backbone computes them; absent in old configs: ⌊H/stride⌋ × ⌊W/stride⌋. */
+  levelSizes?: HW[];
   flowSteps: number;
   /** Trainable LayerNorm([C,H,W]) after each level (ResNet variants). */
   layerNorm: boolean;
@@ -31,7 +35,8 @@ export interface UFlowModelConfig {
 export function configFromExtractor(extractor: FeatureExtractor, flowSteps: number, seed?: number): UFlowModelConfig {
   return {
     backbone: extractor.name,
-    inputSize: extractor.inputSize,
+    inputSize: [extractor.inputSize[0], extractor.inputSize[1]],
+    levelSizes: extractor.featureSizes.map(([h, w]) => [h, w] as HW),
     channels: [...extractor.channels],
     scaleFactors: [...extractor.scaleFactors],
     flowSteps,
@@ -46,14 +51,22 @@ export function isBackboneKey(key: string): boolean {
 }
 
 export class UFlowModel {
-  readonly config: Readonly<UFlowModelConfig>;
+  readonly config: Readonly<UFlowModelConfig & { inputSize: HW }>;
   readonly norm?: FeatureNorm;
   readonly flow: UFlowGraph;
 
   constructor(config: UFlowModelConfig, readonly extractor?: FeatureExtractor) {
     assertExtractorFits('UFlowModel', config, extractor);
-    this.config = { ...config, channels: [...config.channels], scaleFactors: [...config.scaleFactors] };
+    this.config = {
+      ...config,
+      inputSize: toHW(config.inputSize),
+      channels: [...config.channels],
+      scaleFactors: [...config.scaleFactors],
+      ...(config.levelSizes ? { levelSizes: config.levelSizes.map(([h, w]) => [h, w] as HW) } : {}),
+    };
     const sizes = this.featureSizes();
+    const bad = uflowSizeError(config.backbone, this.config.inputSize, config.scaleFactors, sizes);
+    if (bad) throw new Error(bad);
     if (config.layerNorm) this.norm = new FeatureNorm(sizes.map(([h, w], i) => [h, w, config.channels[i]!] as const));
     this.flow = new UFlowGraph({ channels: config.channels, sizes, flowSteps: config.flowSteps, seed: config.seed ?? 0 });
   }
@@ -77,7 +90,7 @@ export class UFlowModel {
     return tf.tidy(() => this.flow.forward(this.norm ? this.norm.apply(features) : features));
   }
 
-  /** images [B,S,S,3] RGB in [0,1] → latents and logdet. */
+  /** images [B,H,W,3] RGB in [0,1] → latents and logdet. */
   forward(images: tf.Tensor4D): { z: tf.Tensor4D[]; logdet: tf.Tensor1D } {
     return tf.tidy(() => this.fromFeatures(this.extract(images)));
   }

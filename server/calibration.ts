@@ -16,6 +16,7 @@ import { CALIBRATION_VERSION, fitNull, negLogNfaCalibrated, type NullFit } from 
 import type { Latent } from '../models/scores/latent.js';
 import { falseAlarmStats, type FalseAlarmStats } from '../models/metrics/false-alarms.js';
 import type { CalibrationSummary } from './protocol.js';
+import { toHW, type SizeInput } from '../models/size.js';
 
 export const CALIBRATION_FILE = 'calibration.json';
 
@@ -74,10 +75,11 @@ export function latentsPerImage(levels: readonly Latent[][]): Latent[][] {
 }
 
 /** Cross-fitted false alarms: each of up to 5 folds scored with a null fitted on the others. */
-export function crossFitFalseAlarms(images: readonly Latent[][], T = 256): FalseAlarmStats & { folds: number } {
+export function crossFitFalseAlarms(images: readonly Latent[][], T: SizeInput = 256): FalseAlarmStats & { folds: number } {
+  const [Th, Tw] = toHW(T, 'map size');
   const n = images.length;
   const K = Math.min(5, n);
-  if (K < 2) return { ...falseAlarmStats([], T, T), folds: 0 };
+  if (K < 2) return { ...falseAlarmStats([], Th, Tw), folds: 0 };
   const maps: Float32Array[] = [];
   for (let f = 0; f < K; f++) {
     const fitImgs = images.filter((_, i) => i % K !== f);
@@ -86,11 +88,11 @@ export function crossFitFalseAlarms(images: readonly Latent[][], T = 256): False
     const fit = fitNull(levels, T);
     for (const im of testImgs) maps.push(negLogNfaCalibrated(fit, im, T));
   }
-  return { ...falseAlarmStats(maps, T, T), folds: K };
+  return { ...falseAlarmStats(maps, Th, Tw), folds: K };
 }
 
 /** Fits and saves the calibration of `checkpoint` from the held-out latents (per level, batched). */
-export function fitAndSave(runDir: string, checkpoint: string, holdout: readonly string[], levels: Latent[][], T = 256): CalibrationEntry {
+export function fitAndSave(runDir: string, checkpoint: string, holdout: readonly string[], levels: Latent[][], T: SizeInput = 256): CalibrationEntry {
   const fit = fitNull(levels, T);
   const st = statSync(checkpoint);
   const entry: CalibrationEntry = {

@@ -19,6 +19,7 @@ import { predictFolder } from './predict.js';
 import { parseEngine, type InferenceEngine } from './onnx-engine.js';
 import { formatEvaluationTable } from './report.js';
 import { fsErrorSentence, isErrnoError } from '../models/io/fs-errors.js';
+import { parseSize, sizeForConfig } from '../models/size.js';
 
 const DEFAULT_TRAIN_DIR = './.uflow';
 const DEFAULT_DATA = './data';
@@ -98,7 +99,13 @@ function parseOverrides(argv: Record<string, unknown>): ConfigOverrides {
   if (argv['validate-every'] !== undefined) o.trainer!.validate_every = Number(argv['validate-every']);
   if (argv.seed !== undefined) o.trainer!.seed = Number(argv.seed);
   if (argv.backbone !== undefined) o.model!.backbone = String(argv.backbone);
-  if (argv['input-size'] !== undefined) o.model!.input_size = Number(argv['input-size']);
+  if (argv['input-size'] !== undefined) {
+    try {
+      o.model!.input_size = sizeForConfig(parseSize(String(argv['input-size'])));
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
   for (const [k, v] of Object.entries(o.trainer!)) if (!Number.isFinite(v as number)) throw new UsageError(`--${k} must be a number`);
   return o;
 }
@@ -461,7 +468,7 @@ export function buildParser(args: string[]): Argv {
           .option('validate-every', { type: 'number', requiresArg: true, describe: 'override trainer.validate_every (0: never)' })
           .option('seed', { type: 'number', requiresArg: true, describe: 'override trainer.seed' })
           .option('backbone', { type: 'string', requiresArg: true, describe: "override model.backbone (e.g. builtin:filters, resnet18, tfjs:<dir>)" })
-          .option('input-size', { type: 'number', requiresArg: true, describe: 'override model.input_size' })
+          .option('input-size', { type: 'string', requiresArg: true, describe: 'override model.input_size: 256 (square) or HEIGHTxWIDTH, e.g. 96x128 or 96,128' })
           .option('queue', { type: 'string', requiresArg: true, describe: 'submit to the Redis queue redis://host:port (rediss:// for TLS) and follow the job; the train dir and dataset must be on a path every worker sees' })
           .option('detach', { type: 'boolean', default: false, describe: 'with --queue: print the job id and return at once' }),
       ),
@@ -500,7 +507,7 @@ export function buildParser(args: string[]): Argv {
           .option('validate-every', { type: 'number', requiresArg: true, describe: 'override trainer.validate_every (0: never)' })
           .option('seed', { type: 'number', requiresArg: true, describe: 'override trainer.seed' })
           .option('backbone', { type: 'string', requiresArg: true, describe: 'override model.backbone' })
-          .option('input-size', { type: 'number', requiresArg: true, describe: 'override model.input_size' }),
+          .option('input-size', { type: 'string', requiresArg: true, describe: 'override model.input_size: 256 (square) or HEIGHTxWIDTH, e.g. 96x128 or 96,128' }),
       ),
     ),
   );

@@ -27,6 +27,7 @@ import YAML from 'yaml';
 import type { ModelConfig, ModelKind, RunConfig, TrainerConfig } from './protocol.js';
 import { atomicWriteFile } from '../models/io/atomic.js';
 import { fsErrorSentence, isErrnoError } from '../models/io/fs-errors.js';
+import { formatSize, isSizeInput, levelRuleOf, ruleLevelSizes, sizeForConfig, toHW, uflowSizeError } from '../models/size.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -161,8 +162,12 @@ const range: Check = (v) =>
     ? { ok: true, value: [v[0], v[1]] }
     : { ok: false, want: 'two numbers [low, high] with low < high' };
 
+/** One integer (square) or [height, width]; a square pair is written back as one integer. */
+const inputSize: Check = (v) =>
+  isSizeInput(v) ? { ok: true, value: sizeForConfig(v) } : { ok: false, want: 'a positive integer or [height, width] (two positive integers)' };
+
 const MODEL_KEYS: Record<keyof ModelConfig, Check> = {
-  input_size: posInt,
+  input_size: inputSize,
   flow_steps: posInt,
   backbone,
   backbone_layers: layerList,
@@ -283,7 +288,7 @@ export function validatePartialConfig(raw: unknown, src: string): ConfigOverride
   return out;
 }
 
-function checkWhole(cfg: RunConfig, src: string): void {
+function checkWhole(cfg: RunConfig, src: string, model: ModelKind): void {
   const m = cfg.model;
   if (m.backbone.startsWith('tfjs:')) {
     if (!m.backbone_layers) {
@@ -293,11 +298,18 @@ function checkWhole(cfg: RunConfig, src: string): void {
       throw new ConfigError(`${src}: model.backbone ${showValue(m.backbone)} needs model.backbone_input_range (the input range the model expects, e.g. [-1, 1])`);
     }
   }
-  if (m.backbone === 'mcait' && m.input_size !== 448) {
-    throw new ConfigError(`${src}: model.input_size must be 448 with backbone mcait (its CaiT models take a fixed 448 input), got ${m.input_size}`);
+  const [h, w] = toHW(m.input_size);
+  if (m.backbone === 'mcait' && (h !== 448 || w !== 448)) {
+    // timm refuses other sizes too (its PatchEmbed asserts the size; CaiT's position embeddings are not resampled).
+    throw new ConfigError(`${src}: model.input_size must be 448 with backbone mcait (its CaiT models take a fixed 448 input), got ${formatSize(m.input_size)}`);
   }
-  if (['resnet18', 'wide_resnet50_2', 'builtin:filters'].includes(m.backbone) && (m.input_size % 16 !== 0 || m.input_size < 32)) {
-    throw new ConfigError(`${src}: model.input_size must be a multiple of 16, at least 32, with backbone ${m.backbone} (its coarsest level has stride 16), got ${m.input_size}`);
+  if (['resnet18', 'wide_resnet50_2', 'builtin:filters'].includes(m.backbone)) {
+    if (Math.min(h, w) < 32) throw new ConfigError(`${src}: model.input_size must be at least 32 a side with backbone ${m.backbone} (its coarsest level has stride 16), got ${formatSize(m.input_size)}`);
+    if (model === 'uflow') {
+      const sizes = ruleLevelSizes(levelRuleOf(m.backbone), [h, w], [4, 8, 16]);
+      const bad = uflowSizeError(m.backbone, [h, w], [4, 8, 16], sizes);
+      if (bad) throw new ConfigError(`${src}: model.input_size: ${bad}`);
+    }
   }
 }
 
@@ -358,7 +370,7 @@ export function loadConfig(opts: LoadConfigOptions): RunConfig {
   };
   if (opts.path !== undefined) apply(resolveBackboneDir(validatePartialConfig(readYaml(opts.path), opts.path), opts.path), opts.path);
   if (opts.overrides) apply(validatePartialConfig(opts.overrides, 'overrides'), 'overrides');
-  checkWhole(cfg, wholeSrc);
+  checkWhole(cfg, wholeSrc, opts.model ?? 'uflow');
   return cfg;
 }
 

@@ -10,6 +10,7 @@ import { buildDatasetReport, type DatasetReport, type ReportIssue } from '../mod
 import type { SplitItem } from '../models/data/dataset.js';
 import { PipelineError } from './runs.js';
 import { describeError } from '../models/io/fs-errors.js';
+import { formatSize, type SizeInput } from '../models/size.js';
 
 export type { DatasetReport, ReportIssue };
 
@@ -52,7 +53,7 @@ function counts(c: Record<string, number> | undefined): string {
 
 /** The report as lines of text (the CLI's summary; the extension's "Show details"). */
 export function formatDatasetReport(r: DatasetReport): string {
-  const lines = [`dataset report (${r.purpose}) for ${r.categoryDir} at input size ${r.inputSize}:`];
+  const lines = [`dataset report (${r.purpose}) for ${r.categoryDir} at input size ${formatSize(r.inputSize)}:`];
   if (r.used.train) lines.push(`  train: ${counts(r.used.train)}`);
   if (r.used.test) lines.push(`  test:  ${counts(r.used.test)}`);
   const sk = Object.entries(r.skipped);
@@ -77,7 +78,7 @@ export interface DatasetReportHooks {
 export interface JobDatasetOptions extends DatasetReportHooks {
   purpose: DatasetReport['purpose'];
   categoryDir: string;
-  inputSize: number;
+  inputSize: SizeInput;
   /** Run folder: the report is written there. */
   runDir: string;
   /** train: also read the test split (validation). */

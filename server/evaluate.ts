@@ -18,9 +18,10 @@ import type { SplitItem } from '../models/data/dataset.js';
 import { drawContour, encodePng, heatmapPng, loadImageForModel, overlayHeatmap, type RawImage } from '../models/data/images.js';
 import { METRIC_NAMES, PipelineError, RUN_FILES, type SelectionMetric } from './runs.js';
 import { asPipelineError, ensureEngine, pickRun, evaluationDataset } from './job-common.js';
-import { extractorId, buildExtractor, tensorImageLoader, TARGET_SIZE, loadValidationData, loadTestMasks, holdoutItems, calibrationFor, checkpointsFor, loadCheckpointChecked, nfaRange, type ValidationData } from './run-model.js';
+import { extractorId, buildExtractor, tensorImageLoader, targetSizeOf, loadValidationData, loadTestMasks, holdoutItems, calibrationFor, checkpointsFor, loadCheckpointChecked, nfaRange, type ValidationData } from './run-model.js';
 import { computeMapsOrt, type OrtModelSession } from '../models/export/ort-session.js';
 import { inferenceFor, type InferenceEngine } from './onnx-engine.js';
+import { toHW, type HW } from '../models/size.js';
 
 export interface EvaluateOptions extends DatasetReportHooks {
   /** Evaluate without the test images whose mask is missing, mis-sized or unreadable (listed in the report) instead of refusing. */
@@ -72,7 +73,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
   const before = tf.memory().numTensors;
   const progress = (msg: string) => (done: number, total: number) => opts.onProgress?.(done, total, msg);
   const extractor = await buildExtractor(run.config, opts.signal, () => {});
-  const T = TARGET_SIZE;
+  const T = targetSizeOf(run.config);
   let nfaMode: NfaVariant = opts.highPrecision ? 'block-hp' : (opts.nfa ?? 'calibrated');
   let calibration: CalibrationEntry | undefined;
   let holdoutAlarms: FalseAlarms | undefined;
@@ -81,10 +82,11 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
     // tfjs runs the flow on the cached backbone features (loaded on first need); onnxruntime runs
     // the whole exported model on the images.
     let data: ValidationData | undefined;
-    const S = run.config.model.input_size;
+    const [Sh, Sw] = toHW(run.config.model.input_size);
+    const per = Sh * Sw * 3;
     const loadBatch = (list: SplitItem[]) => async (start: number, n: number) => {
-      const x = new Float32Array(n * S * S * 3);
-      for (let b = 0; b < n; b++) x.set((await loadImageForModel(list[start + b]!.path, S)).data, b * S * S * 3);
+      const x = new Float32Array(n * per);
+      for (let b = 0; b < n; b++) x.set((await loadImageForModel(list[start + b]!.path, [Sh, Sw])).data, b * per);
       return x;
     };
     const warned = new Set<string>();
@@ -105,12 +107,12 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
             if (!calibration) nfaMode = 'tree';
             else holdoutAlarms = calibration.holdoutFalseAlarms;
           }
-          const inf = await inferenceFor(model, { engine: opts.engine, providers: opts.providers, warn });
+          const inf = await inferenceFor(model, { mapSize: T, engine: opts.engine, providers: opts.providers, warn });
           session = inf.session;
           inference ??= inf.info;
           if (withNfa && nfaMode !== 'calibrated' && holdout.length) {
             holdoutAlarms = session
-              ? officialHoldoutAlarmsOf(await computeMapsOrt(session, holdout.length, loadBatch(holdout), { nfa: nfaMode as NfaMode, signal: opts.signal }))
+              ? officialHoldoutAlarmsOf(await computeMapsOrt(session, holdout.length, loadBatch(holdout), { nfa: nfaMode as NfaMode, signal: opts.signal }), T)
               : await officialHoldoutAlarms(model, holdout, nfaMode, trainDir, extractor, run.config, opts.signal);
           }
           const mapOpts = {
@@ -129,7 +131,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
           await session?.release();
         }
       }
-      const masks = data?.masks ?? (await loadTestMasks(items));
+      const masks = data?.masks ?? (await loadTestMasks(items, run.config.model.input_size, T));
       const aurocMaps = mapsOf.get('pixel_auroc')!;
       const nfaMaps = mapsOf.get('miou')!;
       const result = computeMetricSet(items, masks, { image: mapsOf.get('image_auroc')!, pixel: aurocMaps, pro: mapsOf.get('aupro')!, nfa: nfaMaps }, { curves: true, perDefect: true });
@@ -166,7 +168,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
           detectedPixels: result.perImage[i]!.detectedPixels,
           iou: result.perImage[i]!.iou,
           ...(it.maskPath ? { maskPath: it.maskPath } : {}),
-          regions: regionsOf(nfaMaps.negLogNfa![i]!, T, T),
+          regions: regionsOf(nfaMaps.negLogNfa![i]!, T[0], T[1]),
         };
         if (writeMaps) r.maps = await writeImageMaps(run.dir, it, aurocMaps.anomaly[i]!, nfaMaps.negLogNfa![i]!, T, mapRangeOf(run.model));
         images.push(r);
@@ -179,7 +181,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<Evaluation> {
         datasetPath: categoryDir,
         highPrecision: Boolean(opts.highPrecision),
         evaluatedAt: new Date().toISOString(),
-        targetSize: T,
+        targetSize: Math.max(...T),
+        ...(T[0] !== T[1] ? { targetShape: T } : {}),
         overall: result.overall,
         perDefect: result.perDefect,
         curves: result.curves,
@@ -216,30 +219,34 @@ function calibrationSummaryOfficial(used: NfaVariant, asked: NfaVariant | undefi
 async function officialHoldoutAlarms(model: AnomalyModel, items: SplitItem[], nfa: NfaMode, trainDir: string, extractor: FeatureExtractor, cfg: RunConfig, signal?: AbortSignal): Promise<FalseAlarms> {
   const feats = await loadFeatures(items.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal });
   try {
-    return officialHoldoutAlarmsOf(await computeMaps(model, feats.levels, { targetSize: TARGET_SIZE, nfa, signal }));
+    const [Th, Tw] = targetSizeOf(cfg);
+    return officialHoldoutAlarmsOf(await computeMaps(model, feats.levels, { targetSize: [Th, Tw], nfa, signal }), [Th, Tw]);
   } finally {
     feats.dispose();
   }
 }
 
-function officialHoldoutAlarmsOf(maps: MapSet): FalseAlarms {
-  return { ...falseAlarmStats(maps.negLogNfa!, TARGET_SIZE, TARGET_SIZE, 0), folds: 0 };
+/** The false alarms on the held-out images of maps at the evaluation size [Th, Tw] (targetSizeOf). */
+function officialHoldoutAlarmsOf(maps: MapSet, [Th, Tw]: HW): FalseAlarms {
+  return { ...falseAlarmStats(maps.negLogNfa!, Th, Tw, 0), folds: 0 };
 }
 
-/** Image bytes at T×T (RGB), as the model saw it. */
-async function imageAt(path: string, T: number): Promise<RawImage> {
+/** Image bytes at Th×Tw (RGB), as the model saw it. */
+async function imageAt(path: string, T: HW): Promise<RawImage> {
+  const [Th, Tw] = T;
   const img = await loadImageForModel(path, T);
-  const data = new Uint8Array(T * T * 3);
+  const data = new Uint8Array(Th * Tw * 3);
   for (let i = 0; i < data.length; i++) data[i] = Math.round(img.data[i]! * 255);
-  return { data, width: T, height: T, channels: 3 };
+  return { data, width: Tw, height: Th, channels: 3 };
 }
 
 /** Writes the four PNGs of one test image under maps/ and returns their paths relative to the run. */
-async function writeImageMaps(dir: string, it: SplitItem, anomaly: Float32Array, nfa: Float32Array, T: number, range: [number, number] = [0, 1]): Promise<NonNullable<ImageResult['maps']>> {
+async function writeImageMaps(dir: string, it: SplitItem, anomaly: Float32Array, nfa: Float32Array, T: HW, range: [number, number] = [0, 1]): Promise<NonNullable<ImageResult['maps']>> {
+  const [Th, Tw] = T;
   const stem = basename(it.path).replace(/\.[^.]+$/, '').replace(/[^A-Za-z0-9_.-]+/g, '_');
   const rel = (kind: string) => join(RUN_FILES.maps, it.defect.replace(/[^A-Za-z0-9_.-]+/g, '_'), `${stem}.${kind}.png`);
   const img = await imageAt(it.path, T);
-  const det = new Uint8Array(T * T);
+  const det = new Uint8Array(Th * Tw);
   for (let i = 0; i < det.length; i++) det[i] = nfa[i]! > 0 ? 1 : 0;
   const files = {
     anomaly: rel('anomaly'),
@@ -247,9 +254,9 @@ async function writeImageMaps(dir: string, it: SplitItem, anomaly: Float32Array,
     segmentation: rel('segmentation'),
     overlay: rel('overlay'),
   };
-  atomicWriteFile(join(dir, files.anomaly), heatmapPng(anomaly, T, T, { range }));
-  atomicWriteFile(join(dir, files.nfa), heatmapPng(nfa, T, T, { range: nfaRange(nfa) }));
-  atomicWriteFile(join(dir, files.segmentation), encodePng(drawContour(img, det, { thickness: 1 }), T, T, 3));
-  atomicWriteFile(join(dir, files.overlay), encodePng(overlayHeatmap(img, anomaly, T, T, { range, alpha: 0.5 }), T, T, 3));
+  atomicWriteFile(join(dir, files.anomaly), heatmapPng(anomaly, Tw, Th, { range }));
+  atomicWriteFile(join(dir, files.nfa), heatmapPng(nfa, Tw, Th, { range: nfaRange(nfa) }));
+  atomicWriteFile(join(dir, files.segmentation), encodePng(drawContour(img, det, { thickness: 1 }), Tw, Th, 3));
+  atomicWriteFile(join(dir, files.overlay), encodePng(overlayHeatmap(img, anomaly, Tw, Th, { range, alpha: 0.5 }), Tw, Th, 3));
   return files;
 }

@@ -17,13 +17,11 @@ import { readModelCheckpoint, type AnomalyModel } from '../models/model-factory.
 import { ensureEngine, pickRun } from './job-common.js';
 import type { PredictorOptions } from './predict.js';
 import type { RunConfig } from './protocol.js';
-import { buildExtractor, loadCheckpointChecked, predictorCheckpoint, TARGET_SIZE } from './run-model.js';
+import { buildExtractor, loadCheckpointChecked, predictorCheckpoint, targetSizeOf } from './run-model.js';
 import { PipelineError, type StoredRun } from './runs.js';
 
 /** The product version written as the ONNX producer_version. */
 export const PRODUCER_VERSION = '0.1.0';
-/** The anomaly map size of predict and evaluate. */
-export const EXPORT_MAP_SIZE = TARGET_SIZE;
 export const DEFAULT_EXPORT_FILE = 'model.onnx';
 
 export interface ExportOptions {
@@ -97,7 +95,7 @@ export async function exportRun(opts: ExportOptions): Promise<ExportResult> {
     let built;
     try {
       built = exportOnnx(model, {
-        mapSize: EXPORT_MAP_SIZE,
+        mapSize: targetSizeOf(run.config),
         producerVersion: PRODUCER_VERSION,
         metadata: runMeta,
         docString: `${ONNX_EXPORT_FORMAT}: ${run.model} run ${run.runId} (${run.category}); inputs, outputs and the detection threshold are described in metadata_props`,

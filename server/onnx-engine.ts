@@ -10,7 +10,7 @@ import { exportOnnx, unsupportedReason } from '../models/export/onnx-export.js';
 import { loadOrt, ortVersion, OrtModelSession } from '../models/export/ort-session.js';
 import type { InferenceInfo } from './protocol.js';
 import { PipelineError } from './runs.js';
-import { TARGET_SIZE } from './run-model.js';
+import type { HW } from '../models/size.js';
 
 export type InferenceEngine = 'onnx' | 'tfjs';
 export const INFERENCE_ENGINES: readonly InferenceEngine[] = ['onnx', 'tfjs'];
@@ -35,7 +35,13 @@ export function requestedEngine(asked: InferenceEngine | undefined, env: NodeJS.
  */
 export async function inferenceFor(
   model: AnomalyModel,
-  opts: { engine?: InferenceEngine; providers?: readonly string[]; warn?: (line: string) => void } = {},
+  opts: {
+    /** [Th, Tw] of the anomaly map: the run's evaluation size (run-model.ts targetSizeOf). */
+    mapSize: HW;
+    engine?: InferenceEngine;
+    providers?: readonly string[];
+    warn?: (line: string) => void;
+  },
 ): Promise<{ session?: OrtModelSession; info: InferenceInfo }> {
   const req = requestedEngine(opts.engine);
   const tfjs = (reason: string) => {
@@ -48,10 +54,10 @@ export async function inferenceFor(
   const loaded = await loadOrt();
   if ('reason' in loaded) return tfjs(loaded.reason);
   const { ort } = loaded;
-  const built = exportOnnx(model, { mapSize: TARGET_SIZE, producerVersion: 'in-memory' });
+  const built = exportOnnx(model, { mapSize: opts.mapSize, producerVersion: 'in-memory' });
   const session = await OrtModelSession.create(ort, built.bytes, {
     inputSize: model.config.inputSize,
-    mapSize: TARGET_SIZE,
+    mapSize: opts.mapSize,
     levels: built.outputs.filter((o) => /^z\d+$/.test(o.name)).length,
     providers: opts.providers,
   });

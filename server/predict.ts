@@ -21,7 +21,8 @@ import { decodeImage, drawContour, encodePng, heatmapPng, loadImageForModel, ove
 import { defaultConfig } from './config.js';
 import { PipelineError } from './runs.js';
 import { asPipelineError, ensureEngine, splitsOf, pickRun, evaluationDataset } from './job-common.js';
-import { buildExtractor, TARGET_SIZE, calibrationFor, predictorCheckpoint, loadCheckpointChecked, nfaRange } from './run-model.js';
+import { buildExtractor, targetSizeOf, calibrationFor, predictorCheckpoint, loadCheckpointChecked, nfaRange } from './run-model.js';
+import { sizeForConfig, toHW } from '../models/size.js';
 
 /** Flow steps of a U-Flow state dict with `levels` scales: stage j, step k is module j·(steps+3)+k, so the last block is (levels−1)·(steps+3)+steps−1. */
 function flowStepsOf(state: TensorMap, levels: number, file: string): number {
@@ -98,7 +99,7 @@ export class Predictor {
       const bytes = Math.max(0, tf.memory().numBytes - before);
       // Saved with the run (fitted once, at the end of training, or here on first use and saved).
       const cal = opts.nfa === 'tree' ? undefined : await calibrationFor(run, file, model, extractor, trainDir);
-      const { session, info } = await inferenceFor(model, { engine: opts.engine, providers: opts.providers, warn: opts.warn });
+      const { session, info } = await inferenceFor(model, { mapSize: targetSizeOf(run.config), engine: opts.engine, providers: opts.providers, warn: opts.warn });
       if (!session) return new Predictor(run, { extractor, model }, bytes, file, cal?.fit, info);
       // onnxruntime holds its own copy of the weights: the tfjs model is not needed any more.
       model.dispose();
@@ -141,7 +142,7 @@ export class Predictor {
       const now = new Date().toISOString();
       const category = basename(path).replace(/\.[^.]+$/, '');
       const config = defaultConfig(category, 'uflow');
-      config.model = { ...config.model, backbone: 'mcait', input_size: extractor.inputSize, flow_steps: flowSteps };
+      config.model = { ...config.model, backbone: 'mcait', input_size: sizeForConfig(extractor.inputSize), flow_steps: flowSteps };
       const run: RunInfo = {
         runId: basename(path),
         dir: dirname(path),
@@ -171,13 +172,14 @@ export class Predictor {
 
   async predict(imagePath: string, opts: PredictOptions = {}): Promise<Prediction> {
     if (this.disposed) throw new PipelineError('the predictor was disposed', 'JobFailed');
-    const T = TARGET_SIZE;
-    const S = this.run.config.model.input_size;
+    const T = targetSizeOf(this.run.config);
+    const [Th, Tw] = T;
+    const [Sh, Sw] = toHW(this.run.config.model.input_size);
     let original: RawImage;
     let input: Float32Array;
     try {
       original = await decodeImage(imagePath);
-      input = (await loadImageForModel(imagePath, S)).data;
+      input = (await loadImageForModel(imagePath, [Sh, Sw])).data;
     } catch (e) {
       asPipelineError(e);
     }
@@ -187,7 +189,7 @@ export class Predictor {
       maps = { anomaly, negLogNfa: [negLogNfaOf(latents, T, this.nfaVariant, { calibration: this.calibration })] };
     } else {
       const { model } = this.tfjs!;
-      const z = tf.tidy(() => model.forward(tf.tensor4d(input, [1, S, S, 3])).z);
+      const z = tf.tidy(() => model.forward(tf.tensor4d(input, [1, Sh, Sw, 3])).z);
       try {
         maps = await mapsOfLatents(z, T, this.nfaVariant, undefined, (zz, s) => model.anomalyMap(zz, s), this.calibration);
       } finally {
@@ -197,7 +199,7 @@ export class Predictor {
     const anomaly = maps.anomaly[0]!;
     const nfa = maps.negLogNfa![0]!;
     const { width: w, height: h } = original;
-    const nfaFull = w === T && h === T ? nfa : resizeBilinearFloat(nfa, T, T, w, h);
+    const nfaFull = w === Tw && h === Th ? nfa : resizeBilinearFloat(nfa, Tw, Th, w, h);
     const det = new Uint8Array(w * h);
     for (let i = 0; i < det.length; i++) det[i] = nfaFull[i]! > 0 ? 1 : 0;
     const thickness = Math.max(1, Math.round(Math.max(w, h) / 256));
@@ -212,11 +214,12 @@ export class Predictor {
       maxNegLogNfa: maxNfa,
       width: w,
       height: h,
-      anomalyMapPng: pngDataUri(encodePng(overlayHeatmap(original, anomaly, T, T, { range: mapRangeOf(this.run.model), alpha: 0.5 }), w, h, 3)),
+      anomalyMapPng: pngDataUri(encodePng(overlayHeatmap(original, anomaly, Tw, Th, { range: mapRangeOf(this.run.model), alpha: 0.5 }), w, h, 3)),
       nfaMapPng: pngDataUri(heatmapPng(nfaFull, w, h, { range: nfaRange(nfa) })),
       segmentationPng: pngDataUri(encodePng(drawContour(original, det, { thickness }), w, h, 3)),
-      mapSize: T,
-      regions: regionsOf(nfa, T, T),
+      mapSize: Tw,
+      mapShape: [Th, Tw],
+      regions: regionsOf(nfa, Th, Tw),
       nfaVariant: this.nfaVariant,
       inference: this.inference,
       ...(opts.includeRaw ? { anomalyMap: Array.from(anomaly), negLogNfaMap: Array.from(nfa) } : {}),
@@ -265,8 +268,9 @@ export interface PredictFolderResult {
 
 /** A prediction's regions in the image's own pixels (they are found at the map size). */
 function regionsInImage(pr: Prediction): PredictFolderResult['images'][number]['regions'] {
-  const sx = pr.width / pr.mapSize;
-  const sy = pr.height / pr.mapSize;
+  const [mh, mw] = pr.mapShape ?? [pr.mapSize, pr.mapSize];
+  const sx = pr.width / mw;
+  const sy = pr.height / mh;
   return (pr.regions ?? []).map((r) => ({
     box: [Math.floor(r.box[0] * sx), Math.floor(r.box[1] * sy), Math.max(1, Math.round(r.box[2] * sx)), Math.max(1, Math.round(r.box[3] * sy))],
     area: Math.round(r.area * sx * sy),

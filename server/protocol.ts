@@ -15,7 +15,8 @@ export type RunState = 'queued' | 'running' | 'finished' | 'cancelled' | 'failed
 // Configuration (the YAML config's keys, as the official U-Flow configs name them)
 
 export interface ModelConfig {
-  input_size: number;
+  /** One integer (square, as the official configs) or [height, width]. */
+  input_size: number | [number, number];
   flow_steps: number;
   /** 'resnet18' | 'wide_resnet50_2' | 'mcait' | 'cait' | 'deit' | 'tfjs:<dir>' */
   backbone: string;
@@ -184,7 +185,10 @@ export interface Evaluation {
   datasetPath: string;
   highPrecision: boolean;
   evaluatedAt: string;
+  /** Side of the square maps, or for a non-square input their longer side (see `targetShape`). */
   targetSize: number;
+  /** [height, width] of the maps (absent in evaluations made before non-square sizes: targetSize²). */
+  targetShape?: [number, number];
   overall: MetricSet;
   perDefect: Record<string, MetricSet>;
   curves: { roc: CurvePoint[]; pro: CurvePoint[]; pixelRoc: CurvePoint[] };
@@ -255,8 +259,10 @@ export interface Prediction {
   regions?: DetectedRegion[];
   /** The detection used: 'calibrated' or the paper's variant. */
   nfaVariant?: NfaVariant;
-  /** The raw maps at `mapSize`×`mapSize`, for values under the cursor. */
+  /** The raw maps' width (and height when `mapShape` is absent), for values under the cursor. */
   mapSize: number;
+  /** [height, width] of the raw maps (absent from older daemons: mapSize × mapSize). */
+  mapShape?: [number, number];
   anomalyMap?: number[];
   negLogNfaMap?: number[];
   /** The inference engine that computed the maps, and why. */

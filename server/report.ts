@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteFile } from '../models/io/atomic.js';
 import type { Evaluation, FalseAlarms, MetricSet, RunInfo } from './protocol.js';
+import { formatSize } from '../models/size.js';
 
 function f(v: number | null | undefined, digits = 4): string {
   return v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
@@ -56,7 +57,7 @@ export function formatEvaluationTable(ev: Evaluation): string {
   const line = (r: string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const sep = widths.map((w) => '-'.repeat(w)).join('  ');
   return [
-    `${ev.category} · run ${ev.runId} · ${ev.model} · NFA ${ev.highPrecision ? 'high precision' : 'standard'} · at ${ev.targetSize}×${ev.targetSize}`,
+    `${ev.category} · run ${ev.runId} · ${ev.model} · NFA ${ev.highPrecision ? 'high precision' : 'standard'} · at ${(ev.targetShape ?? [ev.targetSize, ev.targetSize]).join('×')}`,
     line(header),
     sep,
     ...rows.slice(1).map(line),
@@ -106,7 +107,7 @@ table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;pad
   for (const { run, evaluation: ev } of evaluations) {
     parts.push(`<h2>${esc(ev.category)} — ${esc(ev.model)} — run ${esc(ev.runId)}</h2>`);
     parts.push(
-      `<p>backbone ${esc(run.config.model.backbone)}, input ${run.config.model.input_size}, flow steps ${run.config.model.flow_steps}, ${run.epochsDone} epochs, engine ${esc(run.engine.backend)} (${esc(run.engine.device)}); evaluated at ${ev.targetSize}×${ev.targetSize}, NFA ${ev.highPrecision ? 'high precision' : 'standard'}.</p>`,
+      `<p>backbone ${esc(run.config.model.backbone)}, input ${formatSize(run.config.model.input_size)}, flow steps ${run.config.model.flow_steps}, ${run.epochsDone} epochs, engine ${esc(run.engine.backend)} (${esc(run.engine.device)}); evaluated at ${(ev.targetShape ?? [ev.targetSize, ev.targetSize]).join('×')}, NFA ${ev.highPrecision ? 'high precision' : 'standard'}.</p>`,
     );
     parts.push('<table><tr><th>category / defect</th>' + COLS.map((c) => `<th>${esc(c)}</th>`).join('') + '</tr>');
     for (const r of evaluationRows(ev)) parts.push('<tr>' + r.map((c) => `<td>${esc(c.trim())}</td>`).join('') + '</tr>');

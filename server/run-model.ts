@@ -19,6 +19,7 @@ import { loadImageForModel, loadMask } from '../models/data/images.js';
 import { resolveBackboneWeights } from './pretrained.js';
 import { METRIC_NAMES, PipelineError, RUN_FILES, type SelectionMetric } from './runs.js';
 import { asPipelineError } from './job-common.js';
+import { EVALUATION_SIDE, evaluationSize, toHW, type HW, type SizeInput } from '../models/size.js';
 
 /** What, besides name and size, identifies an extractor's output (folded into the feature-cache key). */
 export function extractorId(cfg: RunConfig): string {
@@ -55,10 +56,11 @@ export async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undef
   }
 }
 
-/** The feature cache's loader: RGB [0,1] at size×size. */
-export async function tensorImageLoader(path: string, size: number): Promise<tf.Tensor3D> {
-  const img = await loadImageForModel(path, size);
-  return tf.tensor3d(img.data, [size, size, 3]);
+/** The feature cache's loader: RGB [0,1] at the input size [h, w]. */
+export async function tensorImageLoader(path: string, size: SizeInput): Promise<tf.Tensor3D> {
+  const [h, w] = toHW(size);
+  const img = await loadImageForModel(path, [h, w]);
+  return tf.tensor3d(img.data, [h, w, 3]);
 }
 
 /** Test split with features and masks at the evaluation size, for validation and evaluation. */
@@ -66,19 +68,27 @@ export interface ValidationData {
   items: SplitItem[];
   features: FeatureSet;
   masks: Uint8Array[];
-  targetSize: number;
+  /** [h, w] of the maps and masks. */
+  targetSize: HW;
 }
 
-export const TARGET_SIZE = 256;
+/** The side of the evaluation maps of a square input (the official 256). */
+export const TARGET_SIZE = EVALUATION_SIDE;
 
-/** The test masks at the evaluation size (empty for good images). */
-export function loadTestMasks(items: SplitItem[]): Promise<Uint8Array[]> {
-  return loadMasks(items, TARGET_SIZE);
+/** [h, w] a run's maps are evaluated at: 256×256 for a square input, else its aspect ratio with the longer side 256. */
+export function targetSizeOf(cfg: RunConfig): HW {
+  return evaluationSize(cfg.model.input_size);
 }
 
-async function loadMasks(items: SplitItem[], T: number): Promise<Uint8Array[]> {
+/** The test masks at the evaluation size [Th, Tw] of a run whose input size is `input` (empty for good images). */
+export function loadTestMasks(items: SplitItem[], input: SizeInput, T: HW): Promise<Uint8Array[]> {
+  return loadMasks(items, input, T);
+}
+
+/** Ground-truth masks at the evaluation size, resized as the reference resizes them (images.ts `loadMask`). */
+async function loadMasks(items: SplitItem[], input: SizeInput, T: HW): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
-  for (const it of items) out.push(it.maskPath ? await loadMask(it.maskPath, T) : new Uint8Array(T * T));
+  for (const it of items) out.push(it.maskPath ? await loadMask(it.maskPath, input, T) : new Uint8Array(T[0] * T[1]));
   return out;
 }
 
@@ -92,7 +102,8 @@ export async function loadValidationData(
 ): Promise<ValidationData> {
   const features = await loadFeatures(items.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal, onProgress });
   try {
-    return { items, features, masks: await loadMasks(items, TARGET_SIZE), targetSize: TARGET_SIZE };
+    const T = targetSizeOf(cfg);
+    return { items, features, masks: await loadMasks(items, cfg.model.input_size, T), targetSize: T };
   } catch (e) {
     features.dispose();
     throw e;
@@ -125,7 +136,7 @@ export async function calibrationFor(run: RunInfo, file: string, model: AnomalyM
   if (items.length < 2) return undefined;
   const feats = await loadFeatures(items.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(run.config), loadImage: tensorImageLoader, signal });
   try {
-    return fitAndSave(run.dir, file, run.holdout!.images, await latentsOf(model, feats.levels, 8, signal), TARGET_SIZE);
+    return fitAndSave(run.dir, file, run.holdout!.images, await latentsOf(model, feats.levels, 8, signal), targetSizeOf(run.config));
   } finally {
     feats.dispose();
   }

@@ -27,7 +27,8 @@ import { datasetFingerprint } from '../models/data/dataset.js';
 import { configToYaml, loadConfig } from './config.js';
 import { appendMetrics, claimRun, isPidAlive, METRIC_NAMES, newRunId, PipelineError, readMetrics, readRun, RUN_FILES, runDir, truncateMetrics, writeRun, type SelectionMetric, type StoredRun } from './runs.js';
 import { userMessage, asPipelineError, ensureEngine, resolveDataset, versions } from './job-common.js';
-import { extractorId, buildExtractor, tensorImageLoader, type ValidationData, TARGET_SIZE, loadValidationData, checkpointFiles, predictorCheckpoint, loadCheckpointChecked } from './run-model.js';
+import { extractorId, buildExtractor, tensorImageLoader, type ValidationData, targetSizeOf, loadValidationData, checkpointFiles, predictorCheckpoint, loadCheckpointChecked } from './run-model.js';
+import { formatSize } from '../models/size.js';
 
 export interface ConfigOverrides {
   model?: Partial<ModelConfig>;
@@ -158,7 +159,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
       : splitHoldout(ds.train, { fraction: cfg.trainer.holdout ?? 0, min: cfg.trainer.holdout_min ?? 5, seed: cfg.trainer.seed });
     if (!run.holdout) save({ holdout: { images: split.holdout.map((i) => basename(i.path)), fraction: cfg.trainer.holdout ?? 0, seed: cfg.trainer.seed } });
     log(
-      `run ${run.runId}: ${split.train.length} training images, ${split.holdout.length} held out for calibration, ${ds.test.length} test images; backbone ${cfg.model.backbone} at ${cfg.model.input_size}, ${engine.backend} on ${engine.device}`,
+      `run ${run.runId}: ${split.train.length} training images, ${split.holdout.length} held out for calibration, ${ds.test.length} test images; backbone ${cfg.model.backbone} at ${formatSize(cfg.model.input_size)}, ${engine.backend} on ${engine.device}`,
     );
     if (!split.holdout.length) log('no held-out images (trainer.holdout 0 or fewer than 4 training images): detection will use the paper’s uncalibrated tree NFA');
     const extractor = await buildExtractor(cfg, opts.signal, log);
@@ -343,7 +344,7 @@ async function calibrateCheckpoints(run: StoredRun, extractor: FeatureExtractor,
     if (!entry) {
       const { model } = loadCheckpointChecked(file, extractor);
       try {
-        entry = fitAndSave(run.dir, file, names, await latentsOf(model, holdout.levels, 8, signal), TARGET_SIZE);
+        entry = fitAndSave(run.dir, file, names, await latentsOf(model, holdout.levels, 8, signal), targetSizeOf(run.config));
       } finally {
         model.dispose();
       }

@@ -6,6 +6,8 @@
  */
 import type { ImageResult, MetricSet } from '../server/protocol.js';
 import {
+  evaluationMapShape,
+  setMapAspect,
   addStyles,
   baseCss,
   basename,
@@ -36,7 +38,7 @@ addStyles(`${baseCss}
   .card .name { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   .card .score { font-variant-numeric: tabular-nums; }
   figure { margin: 0; display: flex; flex-direction: column; gap: 2px; }
-  figure img, figure .ph { width: 100%; aspect-ratio: 1; object-fit: contain; background: var(--vscode-editorWidget-background, rgba(128,128,128,.1)); }
+  figure img, figure .ph { width: 100%; aspect-ratio: var(--map-aspect, 1); object-fit: contain; background: var(--vscode-editorWidget-background, rgba(128,128,128,.1)); }
   figcaption { font-size: 0.85em; color: var(--vscode-descriptionForeground); text-align: center; }
   .tag { display: inline-block; padding: 0 6px; border-radius: 8px; background: var(--vscode-badge-background); color: var(--vscode-badge-foreground); font-size: 0.85em; }
 `);
@@ -159,6 +161,7 @@ function card(r: Row): HTMLElement {
 function renderAll(): void {
   const a = A!;
   const b = B!;
+  setMapAspect(evaluationMapShape(a.evaluation));
   app.removeAttribute('aria-busy');
   const list = rows();
   const gallery = el('div', { id: 'gallery', role: 'list' }, ...list.map(card));

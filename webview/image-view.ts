@@ -4,7 +4,7 @@
  * Keyboard: focus the image and press O to pin the overlay; arrow keys move the probe.
  */
 import type { Prediction } from '../server/protocol.js';
-import { addStyles, baseCss, el, fmt, registerToolkit, themeColor, vscodeApi, type ImageFromWebview, type ImageToWebview } from './shared.js';
+import { addStyles, baseCss, el, fmt, predictionMapShape, registerToolkit, themeColor, vscodeApi, type ImageFromWebview, type ImageToWebview } from './shared.js';
 
 registerToolkit();
 interface ViewState {
@@ -160,9 +160,9 @@ function nfaText(negLog: number): string {
 function probeAt(fx: number, fy: number, px: number, py: number): void {
   const p = prediction;
   if (!p || fx < 0 || fy < 0 || fx >= 1 || fy >= 1) return;
-  const n = p.mapSize;
+  const [mh, n] = predictionMapShape(p);
   const mx = Math.min(n - 1, Math.floor(fx * n));
-  const my = Math.min(n - 1, Math.floor(fy * n));
+  const my = Math.min(mh - 1, Math.floor(fy * mh));
   const a = p.anomalyMap?.[my * n + mx];
   const nl = p.negLogNfaMap?.[my * n + mx];
   const x = Math.floor(fx * (natural.w || p.width));
@@ -189,15 +189,16 @@ function probeAt(fx: number, fy: number, px: number, py: number): void {
 function drawContour(): void {
   const p = prediction;
   const map = p?.negLogNfaMap;
-  if (!p || !map || map.length !== p.mapSize * p.mapSize) return;
-  const n = p.mapSize;
+  if (!p || !map) return;
+  const [mh, n] = predictionMapShape(p);
+  if (map.length !== mh * n) return;
   const w = Math.max(1, Math.round(stage.clientWidth || p.width));
   const h = Math.max(1, Math.round(stage.clientHeight || p.height));
   const inside = new Uint8Array(w * h);
   for (let y = 0; y < h; y++) {
-    const fy = Math.min(n - 1, Math.max(0, ((y + 0.5) * n) / h - 0.5));
+    const fy = Math.min(mh - 1, Math.max(0, ((y + 0.5) * mh) / h - 0.5));
     const y0 = Math.floor(fy);
-    const y1 = Math.min(n - 1, y0 + 1);
+    const y1 = Math.min(mh - 1, y0 + 1);
     const ty = fy - y0;
     for (let x = 0; x < w; x++) {
       const fx = Math.min(n - 1, Math.max(0, ((x + 0.5) * n) / w - 0.5));

@@ -8,6 +8,8 @@
 import type { Chart as ChartType } from 'chart.js';
 import type { CurvePoint, Evaluation, ImageResult, MetricSet, RunInfo } from '../server/protocol.js';
 import {
+  evaluationMapShape,
+  setMapAspect,
   addStyles,
   baseCss,
   basename,
@@ -46,7 +48,7 @@ addStyles(`${baseCss}
   .card .name { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   .card .score { font-variant-numeric: tabular-nums; }
   figure { margin: 0; display: flex; flex-direction: column; gap: 2px; }
-  figure img, figure .ph { width: 100%; aspect-ratio: 1; object-fit: contain; background: var(--vscode-editorWidget-background, rgba(128,128,128,.1)); image-rendering: auto; }
+  figure img, figure .ph { width: 100%; aspect-ratio: var(--map-aspect, 1); object-fit: contain; background: var(--vscode-editorWidget-background, rgba(128,128,128,.1)); image-rendering: auto; }
   figcaption { font-size: 0.85em; color: var(--vscode-descriptionForeground); text-align: center; }
   .outcome-correct { color: var(--vscode-charts-green); }
   .outcome-missed { color: var(--vscode-errorForeground); }
@@ -85,6 +87,8 @@ function outcome(i: ImageResult): Outcome {
 
 function renderAll(): void {
   const ev = evaluation!;
+  const [mh, mw] = evaluationMapShape(ev);
+  setMapAspect([mh, mw]);
   app.removeAttribute('aria-busy');
   app.replaceChildren();
   const reeval = el('vscode-button' as 'button', { id: 'reevaluate', appearance: 'secondary' }, 'Re-evaluate');
@@ -93,7 +97,7 @@ function renderAll(): void {
     el('div', { class: 'row' }, el('h1', { text: `${ev.category} · ${ev.model}` }), reeval),
     el('p', {
       class: 'meta',
-      text: `run ${ev.runId} · evaluated ${new Date(ev.evaluatedAt).toLocaleString()} · ${ev.images.length} test images · maps at ${ev.targetSize}px${ev.highPrecision ? ' · high precision' : ''}${run ? ` · ${run.engine?.backend ?? ''}` : ''}`,
+      text: `run ${ev.runId} · evaluated ${new Date(ev.evaluatedAt).toLocaleString()} · ${ev.images.length} test images · maps at ${mh === mw ? `${mw}px` : `${mh}×${mw}px`}${ev.highPrecision ? ' · high precision' : ''}${run ? ` · ${run.engine?.backend ?? ''}` : ''}`,
     }),
     el('h2', { text: 'Metrics' }),
     metricsTable(ev),

@@ -286,3 +286,18 @@ export function chartDefaults(): void {
   Chart.defaults.animation = false;
   Chart.defaults.maintainAspectRatio = false;
 }
+
+/** [height, width] of an evaluation's maps (older evaluations: targetSize × targetSize). */
+export function evaluationMapShape(ev: Pick<Evaluation, 'targetSize' | 'targetShape'>): [number, number] {
+  return ev.targetShape ?? [ev.targetSize, ev.targetSize];
+}
+
+/** [height, width] of a prediction's raw maps (older daemons: mapSize × mapSize). */
+export function predictionMapShape(p: Pick<Prediction, 'mapSize' | 'mapShape'>): [number, number] {
+  return p.mapShape ?? [p.mapSize, p.mapSize];
+}
+
+/** Makes the thumbnails (CSS `aspect-ratio: var(--map-aspect)`) take the maps' shape: width / height. */
+export function setMapAspect(shape: readonly [number, number]): void {
+  document.documentElement.style.setProperty('--map-aspect', `${shape[1]} / ${shape[0]}`);
+}

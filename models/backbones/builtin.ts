@@ -7,7 +7,8 @@
  *  - 3 channels: the local mean colour (centred and scaled);
  *  - 12 channels: Gabor energies |g ∗ gray| at 6 orientations × 2 phases (even, odd), 5×5;
  *  - 1 channel: |LoG ∗ gray| (blob / spot detector), 5×5;
- * all rectified responses are then averaged over 2×2 (stride S). Each coarser level sees a
+ * all rectified responses are then averaged over 2×2 (stride S). The poolings are 'valid', so a
+ * level is ⌊H/S⌋ × ⌊W/S⌋ (the rows and columns beyond the last whole window are dropped). Each coarser level sees a
  * twice-larger neighbourhood, so the three levels cover fine texture, structure and blobs.
  *
  * This is a genuinely useful descriptor for texture anomalies (scratches, spots, colour stains,
@@ -17,6 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { FeatureExtractor } from './types.js';
+import { formatHW, ruleLevelSizes, toHW, type HW, type SizeInput } from '../size.js';
 
 export const BUILTIN_FILTERS = 'builtin:filters';
 
@@ -83,18 +85,23 @@ export class BuiltinFilters implements FeatureExtractor {
   private readonly bank: tf.Tensor4D;
   private readonly toGray: tf.Tensor4D;
 
-  constructor(readonly inputSize: number) {
-    if (!Number.isInteger(inputSize) || inputSize < 32 || inputSize % 16 !== 0) {
-      throw new Error(`${BUILTIN_FILTERS}: input_size must be a multiple of 16, at least 32 (got ${inputSize})`);
+  readonly inputSize: HW;
+  readonly featureSizes: HW[];
+
+  constructor(size: SizeInput) {
+    this.inputSize = toHW(size);
+    if (Math.min(...this.inputSize) < 32) {
+      throw new Error(`${BUILTIN_FILTERS}: input_size must be at least 32 a side (got ${formatHW(this.inputSize)})`);
     }
+    this.featureSizes = ruleLevelSizes('floor', this.inputSize, this.scaleFactors);
     this.bank = tf.tensor4d(filterBank(), [K, K, 1, 2 * ORIENTATIONS + 1]);
     this.toGray = tf.tensor4d([...GRAY_WEIGHTS], [1, 1, 3, 1]);
   }
 
   extract(images: tf.Tensor4D): tf.Tensor4D[] {
     const [, h, w, ch] = images.shape;
-    if (h !== this.inputSize || w !== this.inputSize || ch !== 3) {
-      throw new Error(`${BUILTIN_FILTERS}: expected images [B, ${this.inputSize}, ${this.inputSize}, 3], got [${images.shape.join(', ')}]`);
+    if (h !== this.inputSize[0] || w !== this.inputSize[1] || ch !== 3) {
+      throw new Error(`${BUILTIN_FILTERS}: expected images [B, ${this.inputSize[0]}, ${this.inputSize[1]}, 3], got [${images.shape.join(', ')}]`);
     }
     return this.scaleFactors.map((s) =>
       tf.tidy(() => {
@@ -118,7 +125,7 @@ export class BuiltinFilters implements FeatureExtractor {
   }
 }
 
-export function createBuiltinExtractor(backbone: string, inputSize: number): FeatureExtractor {
+export function createBuiltinExtractor(backbone: string, inputSize: SizeInput): FeatureExtractor {
   if (backbone !== BUILTIN_FILTERS) throw new Error(`unknown built-in backbone '${backbone}': the built-in one is '${BUILTIN_FILTERS}'`);
   return new BuiltinFilters(inputSize);
 }

@@ -24,6 +24,7 @@ import { normalizeImagenet } from '../ops/image-norm.js';
 import { resizeBicubic } from '../ops/resize.js';
 import type { FeatureExtractor } from './types.js';
 import { expectShape, getF32, prefixesOf, selectModel, subMap } from './weights.js';
+import type { HW } from '../size.js';
 
 const LN_EPS = 1e-6;
 
@@ -352,7 +353,8 @@ export class VitExtractor implements FeatureExtractor {
   readonly layerNormLevels = false;
   readonly channels: number[];
   readonly scaleFactors: number[];
-  readonly inputSize: number;
+  readonly inputSize: HW;
+  readonly featureSizes: HW[];
 
   constructor(
     readonly name: string,
@@ -361,7 +363,8 @@ export class VitExtractor implements FeatureExtractor {
   ) {
     model.ensureBlocks(nBlocks);
     model.releaseStateDict();
-    this.inputSize = model.imgSize;
+    this.inputSize = [model.imgSize, model.imgSize];
+    this.featureSizes = [[model.grid, model.grid]];
     this.channels = [model.embed];
     this.scaleFactors = [model.patch];
   }
@@ -411,7 +414,8 @@ export interface MsCaitOptions {
 export class MsCaitExtractor implements FeatureExtractor {
   readonly name = 'mcait';
   readonly layerNormLevels = false;
-  readonly inputSize: number;
+  readonly inputSize: HW;
+  readonly featureSizes: HW[];
   readonly channels: number[];
   readonly scaleFactors: number[];
   readonly nBlocks: [number, number];
@@ -426,9 +430,13 @@ export class MsCaitExtractor implements FeatureExtractor {
     scale2.ensureBlocks(this.nBlocks[1]);
     scale1.releaseStateDict();
     scale2.releaseStateDict();
-    this.inputSize = scale1.imgSize;
+    this.inputSize = [scale1.imgSize, scale1.imgSize];
+    this.featureSizes = [
+      [scale1.grid, scale1.grid],
+      [scale2.grid, scale2.grid],
+    ];
     this.channels = [scale1.embed, scale2.embed];
-    this.scaleFactors = [this.inputSize / scale1.grid, this.inputSize / scale2.grid];
+    this.scaleFactors = [scale1.imgSize / scale1.grid, scale1.imgSize / scale2.grid];
   }
 
   extract(images: tf.Tensor4D): tf.Tensor4D[] {

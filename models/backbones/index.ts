@@ -22,6 +22,7 @@ import { createCaitExtractor, createDeitExtractor, createMsCaitExtractor } from 
 import { createResnetExtractor } from './resnet.js';
 import { createTfjsLayersExtractor } from './tfjs-layers.js';
 import type { FeatureExtractor } from './types.js';
+import { formatHW, formatSize, toHW, type SizeInput } from '../size.js';
 
 export type { FeatureExtractor } from './types.js';
 
@@ -30,7 +31,8 @@ export type WeightsInput = TensorMap | string;
 export interface BackboneSpec {
   /** 'resnet18' | 'wide_resnet50_2' | 'mcait' | 'cait' | 'deit' | 'tfjs:<dir>' | 'builtin:filters'. */
   backbone: string;
-  inputSize: number;
+  /** One integer (square) or [height, width]. */
+  inputSize: SizeInput;
   /** ResNet: stage numbers (default [1,2,3]); tfjs: layer names, finest first. */
   layers?: ReadonlyArray<number | string>;
   /** tfjs: the range the model expects its RGB input in (default [-1,1] for MobileNetV2, else [0,1]). */
@@ -76,11 +78,18 @@ function one(spec: BackboneSpec): TensorMap {
   return list[0]!;
 }
 
+/**
+ * The ViTs take the one size their position embeddings were trained for. timm refuses others as
+ * well: its PatchEmbed asserts the input size ("Input height (…) doesn't match model (…)"), and
+ * CaiT's checkpoint filter does not resample `pos_embed`, so these models are not interpolated here.
+ */
 function checkInputSize(spec: BackboneSpec, ex: FeatureExtractor): FeatureExtractor {
-  if (ex.inputSize !== spec.inputSize) {
+  const [h, w] = toHW(spec.inputSize);
+  if (ex.inputSize[0] !== h || ex.inputSize[1] !== w) {
     ex.dispose();
+    const [g] = ex.featureSizes[0]!;
     throw new Error(
-      `${spec.backbone} works at input size ${ex.inputSize} (its position embeddings are for that size), but input_size is ${spec.inputSize}: set input_size to ${ex.inputSize}`,
+      `${spec.backbone} works at input size ${formatSize(ex.inputSize)} only (${formatHW(ex.inputSize)}): its position embeddings are for a ${g}×${g} grid of patches and, as in timm, other sizes are refused rather than interpolated; input_size is ${formatSize([h, w])}: set input_size to ${ex.inputSize[0]}`,
     );
   }
   return ex;
@@ -104,7 +113,7 @@ function blocks1(spec: BackboneSpec): number | undefined {
 /** Builds the extractor a spec names. Async because TensorFlow.js models load asynchronously. */
 export async function createExtractor(spec: BackboneSpec): Promise<FeatureExtractor> {
   const b = spec.backbone;
-  if (!Number.isInteger(spec.inputSize) || spec.inputSize <= 0) throw new Error(`input size must be a positive integer, got ${spec.inputSize}`);
+  toHW(spec.inputSize);
   if (b.startsWith('tfjs:')) {
     const dir = b.slice('tfjs:'.length);
     if (!dir) throw new Error(`backbone 'tfjs:' needs a folder: 'tfjs:/path/to/model_dir' (with model.json inside)`);

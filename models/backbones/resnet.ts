@@ -17,6 +17,7 @@ import type { TensorMap } from '../io/safetensors.js';
 import { normalizeImagenet } from '../ops/image-norm.js';
 import type { FeatureExtractor } from './types.js';
 import { expectShape, getF32, selectModel } from './weights.js';
+import { convOut, formatHW, toHW, type HW, type SizeInput } from '../size.js';
 
 const BN_EPS = 1e-5;
 
@@ -128,13 +129,16 @@ export class ResnetExtractor implements FeatureExtractor {
   /** Stages returned, 1-based, finest first. */
   readonly layers: number[];
   private disposed = false;
+  readonly inputSize: HW;
+  readonly featureSizes: HW[];
 
   constructor(
     readonly name: string,
     stateDict: TensorMap,
-    readonly inputSize: number,
+    inputSize: SizeInput,
     opts: ResnetOptions = {},
   ) {
+    this.inputSize = toHW(inputSize);
     const what = name;
     const sd = selectModel(stateDict, 'conv1.weight', what);
     const arch = resnetArchitecture(sd, what);
@@ -189,6 +193,7 @@ export class ResnetExtractor implements FeatureExtractor {
     }
     this.channels = layers.map((l) => arch.channels[l - 1]!);
     this.scaleFactors = layers.map((l) => 4 * 2 ** (l - 1));
+    this.featureSizes = layers.map((l) => resnetLevelSize(this.inputSize, l));
   }
 
   /** Stem: conv1 7×7/2 (+BN folded) → ReLU → max-pool 3×3/2 pad 1, on a normalised NHWC image. */
@@ -256,11 +261,27 @@ export class ResnetExtractor implements FeatureExtractor {
 }
 
 /**
+ * [h, w] of stage `layer`'s output for an input of `input`, by PyTorch's rule on each layer: conv1
+ * 7×7/2 p3, max-pool 3×3/2 p1, then for each later stage a 3×3/2 p1 convolution (its 1×1/2 p0
+ * shortcut gives the same size). Each step is ⌈n/2⌉.
+ */
+export function resnetLevelSize(input: SizeInput, layer: number): HW {
+  const side = (n: number) => {
+    let m = convOut(convOut(n, 7, 2, 3), 3, 2, 1);
+    for (let s = 2; s <= layer; s++) m = convOut(m, 3, 2, 1);
+    return m;
+  };
+  const [h, w] = toHW(input);
+  return [side(h), side(w)];
+}
+
+/**
  * A ResNet extractor from a torchvision/timm state dict (keys optionally prefixed, e.g.
  * `feature_extractor.extractor.`). `name` is 'resnet18', 'wide_resnet50_2', …; the architecture
  * comes from the weights.
  */
-export function createResnetExtractor(name: string, stateDict: TensorMap, inputSize: number, opts: ResnetOptions = {}): ResnetExtractor {
-  if (!Number.isInteger(inputSize) || inputSize < 32) throw new Error(`${name}: input size must be an integer ≥ 32, got ${inputSize}`);
+export function createResnetExtractor(name: string, stateDict: TensorMap, inputSize: SizeInput, opts: ResnetOptions = {}): ResnetExtractor {
+  const hw = toHW(inputSize);
+  if (Math.min(...hw) < 32) throw new Error(`${name}: input size must be at least 32 a side, got ${formatHW(hw)}`);
   return new ResnetExtractor(name, stateDict, inputSize, opts);
 }

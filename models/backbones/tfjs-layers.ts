@@ -17,6 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { mapRange } from '../ops/image-norm.js';
 import type { FeatureExtractor } from './types.js';
+import { formatHW, toHW, type HW, type SizeInput } from '../size.js';
 
 /** Keras MobileNetV2 feature layers at strides 4, 8, 16 (their channels depend on the width multiplier). */
 export const MOBILENET_V2_TAPS = ['block_2_add', 'block_5_add', 'block_12_add'] as const;
@@ -112,20 +113,21 @@ function inboundNames(layer: Json): string[] {
 }
 
 export interface LoadLayersOptions {
-  /** Input size to build the model for (square). Default: as exported. */
-  inputSize?: number;
+  /** Input size to build the model for (one integer: square, or [height, width]). Default: as exported. */
+  inputSize?: SizeInput;
   /** Keep only what these layers need and make them the outputs, in this order. */
   outputs?: readonly string[];
 }
 
-/** A topology whose input layer accepts `inputSize`² images and (optionally) pruned to `outputs`. */
+/** A topology whose input layer accepts `inputSize` images and (optionally) pruned to `outputs`. */
 export function prepareTopology(topology: Json, opts: LoadLayersOptions): { topology: Json; keptLayers: Set<string> | null } {
   const t = JSON.parse(JSON.stringify(topology.model_config ?? topology));
   const fn = functionalConfig(t);
   const setShape = (cfg: Json) => {
     const shape = cfg.batch_input_shape ?? cfg.batch_shape;
     if (Array.isArray(shape) && shape.length === 4 && opts.inputSize) {
-      const next = [shape[0] ?? null, opts.inputSize, opts.inputSize, shape[3]];
+      const [h, w] = toHW(opts.inputSize);
+      const next = [shape[0] ?? null, h, w, shape[3]];
       if (cfg.batch_shape) cfg.batch_shape = next;
       else cfg.batch_input_shape = next;
     }
@@ -224,7 +226,8 @@ function looksLikeMobilenetV2(topology: Json): boolean {
 export interface TfjsLayersOptions {
   /** Folder with model.json and its weight files. */
   dir: string;
-  inputSize: number;
+  /** One integer (square) or [height, width]. */
+  inputSize: SizeInput;
   /** Layers to tap, finest first. Default for Keras MobileNetV2: block_2_add, block_5_add, block_12_add. */
   layers?: readonly string[];
   /** Range the model expects its RGB input in. Default: [-1, 1] for MobileNetV2, else [0, 1]. */
@@ -247,7 +250,7 @@ export class TfjsLayersExtractor implements FeatureExtractor {
 
   constructor(
     readonly name: string,
-    readonly inputSize: number,
+    readonly inputSize: HW,
     readonly layers: readonly string[],
     readonly inputRange: readonly [number, number],
     readonly channels: readonly number[],
@@ -255,13 +258,15 @@ export class TfjsLayersExtractor implements FeatureExtractor {
     /** The pruned model (its layers are walked by the ONNX export, models/export/keras-layers.ts). */
     readonly model: tfl.LayersModel,
     readonly preprocessing: 'range' | 'caffe' = 'range',
+    /** [h, w] of each tapped layer's output, as the model computes them for `inputSize`. */
+    readonly featureSizes: readonly HW[] = [],
   ) {}
 
   extract(images: tf.Tensor4D): tf.Tensor4D[] {
     if (this.disposed) throw new Error(`${this.name}: the extractor was disposed`);
     const [, h, w, c] = images.shape;
-    if (h !== this.inputSize || w !== this.inputSize || c !== 3) {
-      throw new Error(`${this.name}: images must be [B, ${this.inputSize}, ${this.inputSize}, 3], got [${images.shape.join(', ')}]`);
+    if (h !== this.inputSize[0] || w !== this.inputSize[1] || c !== 3) {
+      throw new Error(`${this.name}: images must be [B, ${this.inputSize[0]}, ${this.inputSize[1]}, 3], got [${images.shape.join(', ')}]`);
     }
     return tf.tidy(() => {
       const input = this.preprocessing === 'caffe' ? caffePreprocess(images) : mapRange(images, this.inputRange);
@@ -277,10 +282,22 @@ export class TfjsLayersExtractor implements FeatureExtractor {
   }
 }
 
+/**
+ * A level's nominal stride: the input side over the level's side, the larger of the two axes,
+ * rounded to a power of two when it is within 25 % of one (a non-divisible size gives e.g.
+ * 100/13 ≈ 7.7 for stride 8), else to the nearest integer.
+ */
+export function nominalStride(input: HW, level: HW): number {
+  const r = Math.max(input[0] / level[0], input[1] / level[1]);
+  if (Number.isInteger(r)) return r;
+  const p = 2 ** Math.round(Math.log2(r));
+  return Math.abs(r - p) <= 0.25 * p ? p : Math.round(r);
+}
+
 /** A backbone from a TensorFlow.js layers model folder; see the module comment. */
 export async function createTfjsLayersExtractor(opts: TfjsLayersOptions): Promise<TfjsLayersExtractor> {
-  const { inputSize } = opts;
-  if (!Number.isInteger(inputSize) || inputSize < 16) throw new Error(`tfjs backbone: input size must be an integer ≥ 16, got ${inputSize}`);
+  const inputSize = toHW(opts.inputSize);
+  if (Math.min(...inputSize) < 16) throw new Error(`tfjs backbone: input size must be at least 16 a side, got ${formatHW(inputSize)}`);
   const files = readLayersModelDir(opts.dir);
   const mobilenet = looksLikeMobilenetV2(files.json.modelTopology);
   const layers = opts.layers ?? (mobilenet ? MOBILENET_V2_TAPS : undefined);
@@ -291,21 +308,23 @@ export async function createTfjsLayersExtractor(opts: TfjsLayersOptions): Promis
   const model = await tfl.loadLayersModel(layersModelHandler(files, { inputSize, outputs: layers }), { strict: true });
   try {
     const shapes = tf.tidy(() => {
-      const outs = model.apply(tf.zeros([1, inputSize, inputSize, 3]), { training: false }) as tf.Tensor | tf.Tensor[];
+      const outs = model.apply(tf.zeros([1, inputSize[0], inputSize[1], 3]), { training: false }) as tf.Tensor | tf.Tensor[];
       return (Array.isArray(outs) ? outs : [outs]).map((o) => o.shape);
     });
     if (shapes.length !== layers.length) throw new Error(`tfjs backbone ${files.dir}: expected ${layers.length} outputs, the model gave ${shapes.length}`);
     const channels: number[] = [];
     const scaleFactors: number[] = [];
+    const featureSizes: HW[] = [];
     shapes.forEach((s, i) => {
       if (s.length !== 4) throw new Error(`tfjs backbone: layer '${layers[i]}' outputs shape [${s.join(', ')}], not a [B,H,W,C] feature map`);
       channels.push(s[3]!);
-      scaleFactors.push(inputSize / s[1]!);
+      featureSizes.push([s[1]!, s[2]!]);
+      scaleFactors.push(nominalStride(inputSize, [s[1]!, s[2]!]));
       if (i > 0 && scaleFactors[i]! < scaleFactors[i - 1]!) {
         throw new Error(`tfjs backbone: layers must be given finest first, but '${layers[i]}' (stride ${scaleFactors[i]}) is finer than '${layers[i - 1]}' (stride ${scaleFactors[i - 1]})`);
       }
     });
-    return new TfjsLayersExtractor(`tfjs:${files.dir}`, inputSize, [...layers], inputRange, channels, scaleFactors, model, opts.preprocessing ?? 'range');
+    return new TfjsLayersExtractor(`tfjs:${files.dir}`, inputSize, [...layers], inputRange, channels, scaleFactors, model, opts.preprocessing ?? 'range', featureSizes);
   } catch (e) {
     model.dispose();
     throw e;

@@ -9,18 +9,22 @@
  * trainable part of the model and runs after the cache.
  */
 import type * as tf from '@tensorflow/tfjs-core';
+import { formatHW, toHW, type HW, type SizeInput } from '../size.js';
 
 export interface FeatureExtractor {
   /** e.g. 'resnet18', 'wide_resnet50_2', 'mcait', 'tfjs:/path/to/model'. */
   readonly name: string;
-  readonly inputSize: number;
+  /** [height, width] of the images it takes. */
+  readonly inputSize: HW;
+  /** [h, w] of each output level, finest first, as its layers compute them (PyTorch's floor rules). */
+  readonly featureSizes: readonly HW[];
   /** Channels of each output level, finest first. */
   readonly channels: readonly number[];
   /** Stride of each output level relative to the input (e.g. 4, 8, 16). */
   readonly scaleFactors: readonly number[];
   /** Whether the model applies the trainable LayerNorm([C,H,W]) after each level (ResNet variants: yes; MS-CaiT: no). */
   readonly layerNormLevels: boolean;
-  /** images: [B, S, S, 3] RGB in [0, 1] with S = inputSize. Returns one NHWC map per level, finest first. */
+  /** images: [B, H, W, 3] RGB in [0, 1] with [H, W] = inputSize. Returns one NHWC map per level, finest first. */
   extract(images: tf.Tensor4D): tf.Tensor4D[];
   dispose(): void;
 }
@@ -28,25 +32,41 @@ export interface FeatureExtractor {
 /** Throws when a model configured for `config`'s levels is given a backbone that produces others. */
 export function assertExtractorFits(
   model: string,
-  config: { channels: readonly number[]; scaleFactors: readonly number[]; inputSize: number },
+  config: { channels: readonly number[]; scaleFactors: readonly number[]; inputSize: SizeInput; levelSizes?: readonly (readonly [number, number])[] },
   extractor: FeatureExtractor | undefined,
 ): void {
   if (config.channels.length !== config.scaleFactors.length) {
     throw new Error(`${model}: ${config.channels.length} channel counts but ${config.scaleFactors.length} scale factors`);
   }
-  if (extractor && (extractor.channels.join() !== config.channels.join() || extractor.scaleFactors.join() !== config.scaleFactors.join() || extractor.inputSize !== config.inputSize)) {
+  if (config.levelSizes && config.levelSizes.length !== config.channels.length) {
+    throw new Error(`${model}: ${config.channels.length} channel counts but ${config.levelSizes.length} level sizes`);
+  }
+  if (!extractor) return;
+  const [h, w] = toHW(config.inputSize);
+  const sizes = levelSizes(config).map((s) => formatHW(s)).join(', ');
+  const exSizes = extractor.featureSizes.map((s) => formatHW(s)).join(', ');
+  if (
+    extractor.channels.join() !== config.channels.join() ||
+    extractor.scaleFactors.join() !== config.scaleFactors.join() ||
+    extractor.inputSize[0] !== h ||
+    extractor.inputSize[1] !== w ||
+    exSizes !== sizes
+  ) {
     throw new Error(
-      `${model}: the backbone '${extractor.name}' gives channels [${extractor.channels}] at strides [${extractor.scaleFactors}] for input ${extractor.inputSize}, but the model was configured for [${config.channels}] at [${config.scaleFactors}] for input ${config.inputSize}`,
+      `${model}: the backbone '${extractor.name}' gives channels [${extractor.channels}] at strides [${extractor.scaleFactors}] (${exSizes}) for input ${formatHW(extractor.inputSize)}, but the model was configured for [${config.channels}] at [${config.scaleFactors}] (${sizes}) for input ${formatHW([h, w])}`,
     );
   }
 }
 
-/** [h, w] of each feature level, finest first: ⌊inputSize / stride⌋, square. */
-export function levelSizes(config: { inputSize: number; scaleFactors: readonly number[] }): Array<[number, number]> {
-  return config.scaleFactors.map((f) => {
-    const s = Math.floor(config.inputSize / f);
-    return [s, s];
-  });
+/**
+ * [h, w] of each feature level, finest first: the sizes the config records (what its backbone's
+ * layers compute), else ⌊H/stride⌋ × ⌊W/stride⌋ (configs written before sizes were recorded: square
+ * inputs that every stride divides, where all rules agree).
+ */
+export function levelSizes(config: { inputSize: SizeInput; scaleFactors: readonly number[]; levelSizes?: readonly (readonly [number, number])[] }): HW[] {
+  if (config.levelSizes) return config.levelSizes.map(([a, b]) => [a, b]);
+  const [h, w] = toHW(config.inputSize);
+  return config.scaleFactors.map((f) => [Math.floor(h / f), Math.floor(w / f)]);
 }
 
 /** A model's frozen backbone features (what the feature cache stores); `model` names it in the error. */

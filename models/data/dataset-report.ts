@@ -34,6 +34,7 @@ import { basename, join, resolve } from 'node:path';
 import { describeError, isErrnoError } from '../io/fs-errors.js';
 import { findMask, type SplitItem } from './dataset.js';
 import { decodeImageBytes, ImageError, isImagePath, readImageHeader, type ImageHeader } from './images.js';
+import { formatSize, sizeForConfig, toHW, type SizeInput } from '../size.js';
 
 export type IssueKind =
   | 'not-image'
@@ -73,7 +74,8 @@ export interface SplitCounts {
 export interface DatasetReport {
   purpose: 'train' | 'evaluate';
   categoryDir: string;
-  inputSize: number;
+  /** One integer (square) or [height, width], as the config holds it. */
+  inputSize: number | [number, number];
   createdAt: string;
   /** Images used per split and defect type. */
   used: { train?: SplitCounts; test?: SplitCounts };
@@ -87,7 +89,7 @@ export interface DatasetReport {
 
 export interface ReportOptions {
   purpose: 'train' | 'evaluate';
-  inputSize: number;
+  inputSize: SizeInput;
   /** Read the train split (default: purpose 'train'). */
   train?: boolean;
   /** Read the test split with its masks (default: purpose 'evaluate'). */
@@ -102,8 +104,8 @@ export interface ReportResult {
   test: SplitItem[];
 }
 
-export function minImageSide(inputSize: number): number {
-  return Math.max(4, Math.ceil(inputSize / 8));
+export function minImageSide(inputSize: SizeInput): number {
+  return Math.max(4, Math.ceil(Math.min(...toHW(inputSize)) / 8));
 }
 
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -114,8 +116,8 @@ export const ReportMessages = {
   subfolder: (p: string) => `${p}: a folder inside an image folder is not read: skipped; move its images up or remove it`,
   symlinkLoop: (p: string) => `${p}: a symbolic link loop (the link leads back to itself): skipped; fix or remove the link`,
   brokenLink: (p: string) => `${p}: a symbolic link to nothing (its target is gone): skipped; fix or remove the link`,
-  tooSmall: (p: string, w: number, h: number, min: number, input: number) =>
-    `${p}: image too small (${w}×${h}; at least ${min} pixels a side for input size ${input}): skipped; replace it or lower model.input_size`,
+  tooSmall: (p: string, w: number, h: number, min: number, input: SizeInput) =>
+    `${p}: image too small (${w}×${h}; at least ${min} pixels a side for input size ${formatSize(input)}): skipped; replace it or lower model.input_size`,
   duplicate: (p: string, first: string) => `${p}: the same bytes as ${first} (a duplicate): skipped; remove one of them`,
   maskMissing: (img: string, expected: string, allowed: boolean, purpose: string) =>
     `${img}: defect image without a mask: expected ${expected} (white = defect); ${
@@ -191,7 +193,7 @@ interface Checked {
 }
 
 /** Reads and checks one image; undefined when it is skipped or refused (the issue recorded). */
-async function checkImage(path: string, b: Builder, minSide: number, inputSize: number, seen: Map<string, string>): Promise<Checked | undefined> {
+async function checkImage(path: string, b: Builder, minSide: number, inputSize: SizeInput, seen: Map<string, string>): Promise<Checked | undefined> {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
@@ -352,7 +354,7 @@ export async function buildDatasetReport(categoryDir: string, opts: ReportOption
   const report: DatasetReport = {
     purpose: opts.purpose,
     categoryDir: cat,
-    inputSize: opts.inputSize,
+    inputSize: sizeForConfig(opts.inputSize),
     createdAt: new Date().toISOString(),
     used,
     skipped: b.skipped,

@@ -21,19 +21,24 @@
  * average (max 2); random noise 700×300→448² by 24 on average (sharp upsamples the 300 axis
  * differently). Our implementation is exact, so none of that reaches the model.
  *
- * Non-square images. torchvision `Resize(int)` maps the shorter side to `input_size` and keeps the
- * aspect ratio, so a non-square image gives a non-square tensor. The official code only ever sees
- * square MVTec images; for non-square inputs (e.g. magnetic_tile) we resize straight to
- * `input_size × input_size` (each axis with its own scale, same PIL filter), so every image of a
- * batch has the model's input shape. Masks get the same treatment, so they stay aligned.
+ * Image shape. `input_size` is [height, width] (one integer: square), and every image is resized
+ * straight to it, each axis with its own scale and the same PIL filter: torchvision's
+ * `Resize((h, w))` (anomalib's), and the official `Resize(int)` wherever it was ever used (square
+ * MVTec images). torchvision `Resize(int)` on a non-square image would keep the aspect ratio and
+ * give tensors of different shapes that one batch cannot hold, so an image of another aspect
+ * ratio (e.g. magnetic_tile) is stretched to the model's shape. Masks get the same treatment, so
+ * they stay aligned.
  *
- * Masks. `loadMask` binarises at full resolution (any channel > 0 is defect), then resizes the
- * 0/255 mask like the image (PIL bilinear, antialiased) and thresholds at > 0.5 (value ≥ 128).
+ * Masks. `loadMask` binarises at full resolution (any channel > 0 is defect), resizes the 0/255
+ * mask like the image to the input size (PIL bilinear, antialiased), as the datamodule does, and
+ * when the evaluation size differs, resizes that to it as evaluate.py does (torch bilinear,
+ * align_corners=False, no antialiasing, on the [0, 1] values ToTensor gives); then > 0.5.
  */
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import sharp from 'sharp';
 import { zlibSync } from 'fflate';
+import { toHW, type SizeInput } from '../size.js';
 
 // ---------------------------------------------------------------------------------------------
 // Formats and errors
@@ -480,17 +485,18 @@ export function resizeNearest(src: Uint8Array, width: number, height: number, dw
 // Model inputs and masks
 
 export interface ModelImage {
-  /** NHWC 1×S×S×3, RGB in [0, 1]. */
+  /** NHWC 1×H×W×3, RGB in [0, 1], at the input size. */
   data: Float32Array;
   /** The original image's size. */
   width: number;
   height: number;
 }
 
-/** Decodes, converts to RGB and resizes to inputSize×inputSize (see the header). Throws ImageError. */
-export async function loadImageForModel(path: string, inputSize: number): Promise<ModelImage> {
+/** Decodes, converts to RGB and resizes to the input size ([h, w]; one integer: square; see the header). Throws ImageError. */
+export async function loadImageForModel(path: string, inputSize: SizeInput): Promise<ModelImage> {
+  const [h, w] = toHW(inputSize);
   const img = await decodeImage(path);
-  const px = resizePilBilinear(img.data, img.width, img.height, 3, inputSize, inputSize);
+  const px = resizePilBilinear(img.data, img.width, img.height, 3, w, h);
   const data = new Float32Array(px.length);
   for (let i = 0; i < px.length; i++) data[i] = px[i] / 255;
   return { data, width: img.width, height: img.height };
@@ -505,14 +511,32 @@ export async function loadMaskFull(path: string): Promise<{ data: Uint8Array; wi
   return { data, width: img.width, height: img.height };
 }
 
-/** The mask at size×size, 1 = defect: binarised at full size, PIL-bilinear resized, > 0.5. Throws ImageError. */
-export async function loadMask(path: string, size: number): Promise<Uint8Array> {
+/**
+ * The mask at the evaluation size (default: the input size), row-major [th·tw], 1 = defect:
+ * binarised at full size, PIL-bilinear resized to the input size, then (when the evaluation size
+ * differs) torch-bilinear resized to it, > 0.5. Throws ImageError.
+ */
+export async function loadMask(path: string, inputSize: SizeInput, targetSize: SizeInput = inputSize): Promise<Uint8Array> {
   const m = await loadMaskFull(path);
-  const bytes = new Uint8Array(m.data.length);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = m.data[i] ? 255 : 0;
-  const r = resizePilBilinear(bytes, m.width, m.height, 1, size, size);
-  const out = new Uint8Array(size * size);
-  for (let i = 0; i < out.length; i++) out[i] = r[i] / 255 > 0.5 ? 1 : 0;
+  return resizeMask(m.data, m.width, m.height, inputSize, targetSize);
+}
+
+/** `loadMask` on a decoded 0/1 mask (width × height, row-major). */
+export function resizeMask(mask: ArrayLike<number>, width: number, height: number, inputSize: SizeInput, targetSize: SizeInput = inputSize): Uint8Array {
+  const [h, w] = toHW(inputSize);
+  const [th, tw] = toHW(targetSize, 'evaluation size');
+  const bytes = new Uint8Array(width * height);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = mask[i] ? 255 : 0;
+  const r = resizePilBilinear(bytes, width, height, 1, w, h);
+  const out = new Uint8Array(th * tw);
+  if (th === h && tw === w) {
+    for (let i = 0; i < out.length; i++) out[i] = r[i] / 255 > 0.5 ? 1 : 0;
+    return out;
+  }
+  const f = new Float32Array(r.length);
+  for (let i = 0; i < f.length; i++) f[i] = r[i] / 255;
+  const up = resizeBilinearFloat(f, w, h, tw, th);
+  for (let i = 0; i < out.length; i++) out[i] = up[i]! > 0.5 ? 1 : 0;
   return out;
 }
 

@@ -1,9 +1,9 @@
 /**
  * The anomaly maps as ONNX (models/scores/anomaly-map.ts, fastflow-map.ts), NCHW latents in,
- * [B, 1, T, T] out, plus the image score (max over the map).
+ * [B, 1, Th, Tw] out, plus the image score (max over the map).
  *   U-Flow:   1 − mean_s resize(exp(−0.5 · mean_c z_s²))          in [0, 1]
  *   FastFlow: mean_l resize(−exp(−0.5 · mean_c z_l²))             in [−1, 0]
- * The resize is bilinear with half-pixel centres (align_corners=False); a latent already at T×T is
+ * The resize is bilinear with half-pixel centres (align_corners=False); a latent already at Th×Tw is
  * not resized (as resizeBilinearTorch).
  */
 import type { GraphBuilder } from './graph.js';
@@ -15,13 +15,13 @@ function scaleProbability(g: GraphBuilder, z: string, name: string): string {
   return g.op('Exp', [mulScalar(g, msq, -0.5, `${name}.half`)], {}, `${name}.p`);
 }
 
-function resized(g: GraphBuilder, x: string, sizes: ReadonlyArray<readonly [number, number]>, s: number, target: number, name: string): string {
+function resized(g: GraphBuilder, x: string, sizes: ReadonlyArray<readonly [number, number]>, s: number, target: readonly [number, number], name: string): string {
   const [h, w] = sizes[s]!;
-  return h === target && w === target ? x : resizeBilinear(g, x, [target, target], name);
+  return h === target[0] && w === target[1] ? x : resizeBilinear(g, x, [target[0], target[1]], name);
 }
 
 /**
- * The model's anomaly map [B, 1, T, T] and image score [B].
+ * The model's anomaly map [B, 1, Th, Tw] and image score [B].
  * `latentSizes`: [h, w] of each latent (static: the Resize is skipped where no resize is needed).
  */
 export function emitAnomalyMap(
@@ -29,7 +29,7 @@ export function emitAnomalyMap(
   kind: 'uflow' | 'fastflow',
   z: readonly string[],
   latentSizes: ReadonlyArray<readonly [number, number]>,
-  target: number,
+  target: readonly [number, number],
 ): { map: string; score: string } {
   if (z.length === 0) throw new Error('ONNX export: no latents to make a map of');
   const maps = z.map((zs, s) => {

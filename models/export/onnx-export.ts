@@ -22,6 +22,7 @@ import { ExportUnsupportedError } from './errors.js';
 import { emitAllInOne, emitUFlowGraph } from './flow.js';
 import { emitAnomalyMap } from './map.js';
 import { layerNormCHW } from './layers.js';
+import { toHW, type SizeInput } from '../size.js';
 
 export { ExportUnsupportedError } from './errors.js';
 export { SUPPORTED_BACKBONES, backboneSupported } from './backbone.js';
@@ -30,8 +31,8 @@ export { SUPPORTED_BACKBONES, backboneSupported } from './backbone.js';
 export const ONNX_EXPORT_FORMAT = 'uflow-onnx/1';
 
 export interface OnnxExportOptions {
-  /** Anomaly map size T (the pipeline's evaluation size, 256). */
-  mapSize: number;
+  /** Anomaly map size: [h, w] or one side (the evaluation size: 256 for a square input, else the input aspect with the longer side 256). */
+  mapSize: SizeInput;
   /** Version of this software (producer_version). */
   producerVersion: string;
   /** Run-level metadata added after the model's own keys (run id, threshold, calibration, …). */
@@ -83,11 +84,11 @@ export function exportOnnx(model: AnomalyModel, opts: OnnxExportOptions): OnnxEx
   const why = unsupportedReason(model);
   if (why) throw new ExportUnsupportedError(why);
   const ex = model.extractor!;
-  const S = model.config.inputSize;
-  const T = opts.mapSize;
+  const [H, W] = toHW(model.config.inputSize);
+  const [Th, Tw] = toHW(opts.mapSize, 'map size');
   const backbone = backboneEmitter(ex);
   const g = new GraphBuilder();
-  const image = g.input('image', ['batch', 3, S, S]);
+  const image = g.input('image', ['batch', 3, H, W]);
   const feats = backbone.emit(g, image);
   const norm = (model as UFlowModel | FastFlowModel).norm;
   const normed = norm ? emitNorm(g, norm, feats) : feats;
@@ -102,9 +103,9 @@ export function exportOnnx(model: AnomalyModel, opts: OnnxExportOptions): OnnxEx
     z = ff.flows.levels.map((blocks, l) => blocks.reduce((x, b, k) => emitAllInOne(g, x, b, `flow.level${l}.step${k}`), normed[l]!));
     latentShapes = model.featureSizes().map(([h, w], l) => [model.config.channels[l]!, h, w]);
   }
-  const { map, score } = emitAnomalyMap(g, model.kind, z, latentShapes.map(([, h, w]) => [h, w] as const), T);
+  const { map, score } = emitAnomalyMap(g, model.kind, z, latentShapes.map(([, h, w]) => [h, w] as const), [Th, Tw]);
 
-  const inputs: OnnxIo[] = [{ name: 'image', shape: ['batch', 3, S, S], description: `RGB in [0, 1], NCHW, ${S}×${S}` }];
+  const inputs: OnnxIo[] = [{ name: 'image', shape: ['batch', 3, H, W], description: `RGB in [0, 1], NCHW, ${H}×${W} (height × width)` }];
   const outputs: OnnxIo[] = [];
   z.forEach((zs, l) => {
     const [c, h, w] = latentShapes[l]!;
@@ -113,8 +114,8 @@ export function exportOnnx(model: AnomalyModel, opts: OnnxExportOptions): OnnxEx
     outputs.push({ name, shape: ['batch', c, h, w], description: `latent of level ${l} (${l === 0 ? 'finest' : l === z.length - 1 ? 'coarsest' : 'middle'}), N(0, I) on normal images` });
   });
   const range = model.mapRange();
-  g.output(map, 'anomaly_map', ['batch', 1, T, T]);
-  outputs.push({ name: 'anomaly_map', shape: ['batch', 1, T, T], description: `anomaly map in [${range[0]}, ${range[1]}], higher = more anomalous` });
+  g.output(map, 'anomaly_map', ['batch', 1, Th, Tw]);
+  outputs.push({ name: 'anomaly_map', shape: ['batch', 1, Th, Tw], description: `anomaly map in [${range[0]}, ${range[1]}], higher = more anomalous` });
   g.output(score, 'score', ['batch']);
   outputs.push({ name: 'score', shape: ['batch'], description: 'image score: the maximum of the anomaly map' });
 
@@ -124,11 +125,11 @@ export function exportOnnx(model: AnomalyModel, opts: OnnxExportOptions): OnnxEx
     model_name: model.kind === 'fastflow' ? 'FastFlow' : 'U-Flow',
     model_config: JSON.stringify(model.config),
     backbone: ex.name,
-    input_size: String(S),
+    input_size: H === W ? String(H) : JSON.stringify([H, W]),
     input: JSON.stringify(inputs[0]),
-    input_normalisation: `RGB in [0, 1] (pixel / 255), resized to ${S}×${S} with antialiased bilinear (PIL BILINEAR); the backbone's own normalisation is in the graph: ${backbone.preprocessing}`,
+    input_normalisation: `RGB in [0, 1] (pixel / 255), resized to ${H}×${W} (height × width) with antialiased bilinear (PIL BILINEAR); the backbone's own normalisation is in the graph: ${backbone.preprocessing}`,
     outputs: JSON.stringify(outputs),
-    map_size: String(T),
+    map_size: Th === Tw ? String(Th) : JSON.stringify([Th, Tw]),
     map_range: JSON.stringify(range),
     opset: String(OPSET),
     ...(opts.metadata ?? {}),

@@ -7,13 +7,14 @@
  * else CPU with a one-line notice.
  *
  * The latents come back NHWC (Latent, what the NFA code reads) and the anomaly map per image at
- * T×T; the NFA and the metrics stay in TypeScript (models/train/evaluate.ts).
+ * the evaluation size Th×Tw; the NFA and the metrics stay in TypeScript (models/train/evaluate.ts).
  */
 import { nchwToNhwcArray, nhwcToNchwArray } from '../layout.js';
 import type { Latent } from '../scores/latent.js';
 import type { NullFit } from '../scores/nfa-calibrated.js';
 import { TreeNfaWorkspace } from '../scores/nfa-tree.js';
 import { negLogNfaOf, type MapSet, type NfaMode } from '../train/evaluate.js';
+import { toHW, type HW, type SizeInput } from '../size.js';
 
 type Ort = typeof import('onnxruntime-node');
 type OrtSession = import('onnxruntime-node').InferenceSession;
@@ -52,8 +53,10 @@ export function askedProviders(asked?: readonly string[], env: NodeJS.ProcessEnv
 }
 
 export interface OrtSessionOptions {
-  inputSize: number;
-  mapSize: number;
+  /** [H, W] of the model's image input (an integer: square). */
+  inputSize: SizeInput;
+  /** [Th, Tw] of its anomaly_map output (an integer: square). */
+  mapSize: SizeInput;
   /** Latent levels (outputs z0 … z{levels−1}). */
   levels: number;
   /** Execution providers in order of preference (see askedProviders); cpu is always the last resort. */
@@ -93,11 +96,21 @@ export class OrtModelSession {
     return new OrtModelSession(ort, s, ['cpu'], notes.length ? `${notes.join('; ')}: running on cpu` : undefined, opts, model.length);
   }
 
-  /** Latents (NHWC) and anomaly maps (T×T per image) of B images given NHWC RGB in [0, 1]. */
+  /** [H, W] of the image input. */
+  get inputHW(): HW {
+    return toHW(this.opts.inputSize);
+  }
+
+  /** [Th, Tw] of the anomaly maps. */
+  get mapHW(): HW {
+    return toHW(this.opts.mapSize, 'map size');
+  }
+
+  /** Latents (NHWC) and anomaly maps (Th×Tw per image) of B images given NHWC RGB [B, H, W, 3] in [0, 1]. */
   async run(nhwc: Float32Array, B: number): Promise<{ latents: Latent[]; anomaly: Float32Array[] }> {
-    const S = this.opts.inputSize;
-    const T = this.opts.mapSize;
-    const input = new this.ort.Tensor('float32', nhwcToNchwArray(nhwc, [B, S, S, 3]), [B, 3, S, S]);
+    const [H, W] = this.inputHW;
+    const [Th, Tw] = this.mapHW;
+    const input = new this.ort.Tensor('float32', nhwcToNchwArray(nhwc, [B, H, W, 3]), [B, 3, H, W]);
     const out = await this.session.run({ image: input });
     const latents: Latent[] = [];
     for (let l = 0; l < this.opts.levels; l++) {
@@ -106,7 +119,7 @@ export class OrtModelSession {
       latents.push({ data: nchwToNhwcArray(z.data as Float32Array, [b, c, h, w]), shape: [b, h, w, c] });
     }
     const map = out.anomaly_map!.data as Float32Array;
-    const TT = T * T;
+    const TT = Th * Tw;
     const anomaly = Array.from({ length: B }, (_, i) => map.slice(i * TT, (i + 1) * TT));
     for (const t of Object.values(out)) t.dispose?.();
     input.dispose?.();
@@ -135,7 +148,8 @@ function max(a: ArrayLike<number>): number {
 
 /**
  * computeMaps (models/train/evaluate.ts) on onnxruntime: N images, loaded `batchSize` at a time
- * (NHWC [n, S, S, 3] RGB in [0, 1]), through the session; the NFA on its latents.
+ * (NHWC [n, H, W, 3] RGB in [0, 1]), through the session; the NFA on its latents, maps at the
+ * session's map size [Th, Tw].
  */
 export async function computeMapsOrt(
   session: OrtModelSession,
@@ -143,7 +157,7 @@ export async function computeMapsOrt(
   loadBatch: (start: number, n: number) => Promise<Float32Array>,
   opts: { batchSize?: number; nfa?: NfaMode; calibration?: NullFit; signal?: AbortSignal; onProgress?(done: number, total: number): void } = {},
 ): Promise<MapSet> {
-  const T = session.opts.mapSize;
+  const T = session.mapHW;
   const bs = Math.max(1, opts.batchSize ?? 8);
   const nfa = opts.nfa ?? 'tree';
   const out: MapSet = { targetSize: T, anomaly: [], negLogNfa: nfa === 'none' ? undefined : [], scores: [], maxNegLogNfa: [] };
@@ -153,7 +167,7 @@ export async function computeMapsOrt(
     const n = Math.min(bs, N - i);
     const { latents, anomaly } = await session.run(await loadBatch(i, n), n);
     const nl = nfa === 'none' ? undefined : negLogNfaOf(latents, T, nfa, { ws, calibration: opts.calibration });
-    const TT = T * T;
+    const TT = T[0] * T[1];
     for (let b = 0; b < n; b++) {
       out.anomaly.push(anomaly[b]!);
       out.scores.push(max(anomaly[b]!));

@@ -34,6 +34,7 @@
 import { chi2Ppf1, log10BinomSfTable, log10BinomTailReal } from './binomial.js';
 import { bicubicAlignCorners } from './resize64.js';
 import { latentDims, type Latent } from './latent.js';
+import { toHW, type SizeInput } from '../size.js';
 
 export type { Latent } from './latent.js';
 
@@ -42,8 +43,8 @@ export interface BlockNfaOptions {
   winSize?: number;
   /** Binomial probability threshold p (official default 0.9). */
   p?: number;
-  /** Output size T (maps are T×T); default 256. */
-  targetSize?: number;
+  /** Output size: T (maps are T×T) or [Th, Tw]; default 256. */
+  targetSize?: SizeInput;
   /** Continuous exact tail instead of scipy's discrete logsf (see the module header). */
   highPrecision?: boolean;
 }
@@ -152,18 +153,18 @@ export function blockLogNT(z: Latent[]): number {
 }
 
 /**
- * −log10 NFA of the block variant: [B·T·T] float64 (row-major per image). Detection: > 0.
+ * −log10 NFA of the block variant: [B·Th·Tw] float64 (row-major per image). Detection: > 0.
  */
 export function negLogNfaBlock(z: Latent[], opts: BlockNfaOptions = {}): Float64Array {
   if (z.length === 0) throw new RangeError('block NFA: no latents');
-  const T = opts.targetSize ?? 256;
+  const [Th, Tw] = toHW(opts.targetSize ?? 256, 'block NFA target size');
   const B = latentDims(z[0]!, 'z[0]')[0];
-  const sum = new Float64Array(B * T * T);
+  const sum = new Float64Array(B * Th * Tw);
   z.forEach((zi, s) => {
     const [b, h, w] = latentDims(zi, `z[${s}]`);
     if (b !== B) throw new RangeError(`block NFA: z[${s}] has batch ${b}, z[0] has ${B}`);
     const L = blockLog10ProbScale(zi, s, opts);
-    const up = bicubicAlignCorners(L, B, h, w, T, T);
+    const up = bicubicAlignCorners(L, B, h, w, Th, Tw);
     for (let i = 0; i < sum.length; i++) sum[i]! += up[i]!;
   });
   const logNT = blockLogNT(z);

@@ -34,6 +34,7 @@ import { latentDims, type Latent } from './latent.js';
 import { negLogNfaTree, TreeNfaWorkspace } from './nfa-tree.js';
 import { negLogNfaBlock } from './nfa-block.js';
 import { mulberry32 } from '../flows/rng.js';
+import { toHW, type HW, type SizeInput } from '../size.js';
 
 export const CALIBRATION_VERSION = 7;
 
@@ -87,8 +88,8 @@ export function standardiseLatents(fit: Pick<NullFit, 'levels'>, z: readonly Lat
   });
 }
 
-/** −log10 NFA of a kind on scaled latents (the tree with the guard), before the offset: [B·T·T]. */
-function scaledMap(fit: Pick<NullFit, 'levels'>, kind: CalibratedKind, z: readonly Latent[], T: number, ws: TreeNfaWorkspace): Float32Array {
+/** −log10 NFA of a kind on scaled latents (the tree with the guard), before the offset: [B·Th·Tw]. */
+function scaledMap(fit: Pick<NullFit, 'levels'>, kind: CalibratedKind, z: readonly Latent[], T: HW, ws: TreeNfaWorkspace): Float32Array {
   const s = standardiseLatents(fit, z);
   const tree = negLogNfaTree(s, T, ws, true);
   if (kind === 'tree') return tree;
@@ -98,12 +99,13 @@ function scaledMap(fit: Pick<NullFit, 'levels'>, kind: CalibratedKind, z: readon
   return out;
 }
 
-/** Largest value of each T×T image of a batch map. */
-function imageMaxima(m: Float32Array, B: number, T: number): number[] {
+/** Largest value of each Th×Tw image of a batch map. */
+function imageMaxima(m: Float32Array, B: number, T: HW): number[] {
   const out: number[] = [];
+  const TT = T[0] * T[1];
   for (let b = 0; b < B; b++) {
     let mx = -Infinity;
-    for (let i = b * T * T; i < (b + 1) * T * T; i++) if (m[i]! > mx) mx = m[i]!;
+    for (let i = b * TT; i < (b + 1) * TT; i++) if (m[i]! > mx) mx = m[i]!;
     out.push(mx);
   }
   return out;
@@ -115,7 +117,7 @@ function imageMaxima(m: Float32Array, B: number, T: number): number[] {
  * by k = 1.5, 2 and 3 in turn: a defect present at every scale), and for each a mask of where it is
  * at the map size.
  */
-function plantedProbes(levels: readonly (readonly Latent[])[], T: number, maxImages = 8): Array<{ z: Latent[]; at: [number, number, number, number] }> {
+function plantedProbes(levels: readonly (readonly Latent[])[], T: HW, maxImages = 8): Array<{ z: Latent[]; at: [number, number, number, number] }> {
   const rnd = mulberry32(12345);
   const out: Array<{ z: Latent[]; at: [number, number, number, number] }> = [];
   const first = levels.map((l) => l[0]!);
@@ -134,7 +136,9 @@ function plantedProbes(levels: readonly (readonly Latent[])[], T: number, maxIma
         for (let y = y0; y < Math.min(h, y0 + side); y++) for (let x = x0; x < Math.min(w, x0 + side); x++) for (let c = 0; c < C; c++) d[(y * w + x) * C + c]! *= k;
         return { data: d, shape: [1, h, w, C] as Latent['shape'] };
       });
-      out.push({ z, at: [Math.floor(fx * T), Math.floor(fy * T), Math.round(T / 4), Math.round(T / 4)] });
+      const [Th, Tw] = T;
+      const side = Math.round(Math.min(Th, Tw) / 4);
+      out.push({ z, at: [Math.floor(fx * Tw), Math.floor(fy * Th), side, side] });
     }
   }
   return out;
@@ -147,7 +151,7 @@ function plantedProbes(levels: readonly (readonly Latent[])[], T: number, maxIma
  * held-out latents (the tree alone unless the union detects strictly more: with few channels the
  * tree's evidence cannot beat its number of tests, and the probe shows it).
  */
-export function fitNull(levels: readonly (readonly Latent[])[], targetSize = 256): NullFit {
+export function fitNull(levels: readonly (readonly Latent[])[], targetSize: SizeInput = 256): NullFit {
   if (!levels.length || levels.some((l) => l.length === 0)) throw new RangeError('calibration: no held-out latents');
   const fits: LevelFit[] = levels.map((zs, s) => {
     const [, h, w, C] = latentDims(zs[0]!, `level ${s}`);
@@ -162,7 +166,8 @@ export function fitNull(levels: readonly (readonly Latent[])[], targetSize = 256
     return { h, w, channels: C, scale: Math.sqrt(Math.max(sq / n, 1e-12)) };
   });
   const ws = new TreeNfaWorkspace();
-  const T = targetSize;
+  const T = toHW(targetSize, 'calibration target size');
+  const [Th, Tw] = T;
   const base = { levels: fits };
   const kinds: CalibratedKind[] = ['tree', 'tree+block'];
   const maxima = {} as Record<CalibratedKind, number[]>;
@@ -185,14 +190,14 @@ export function fitNull(levels: readonly (readonly Latent[])[], targetSize = 256
       const [x0, y0, bw, bh] = p.at;
       let inter = 0;
       let det = 0;
-      for (let y = 0; y < T; y++) {
-        for (let x = 0; x < T; x++) {
-          if (!(m[y * T + x]! - offsets[kind] > 0)) continue;
+      for (let y = 0; y < Th; y++) {
+        for (let x = 0; x < Tw; x++) {
+          if (!(m[y * Tw + x]! - offsets[kind] > 0)) continue;
           det++;
           if (x >= x0 && x < x0 + bw && y >= y0 && y < y0 + bh) inter++;
         }
       }
-      const area = Math.min(bw, T - x0) * Math.min(bh, T - y0);
+      const area = Math.min(bw, Tw - x0) * Math.min(bh, Th - y0);
       if (inter > 0) detected++;
       iouSum += inter / (det + area - inter);
     }
@@ -210,10 +215,10 @@ export function fitNull(levels: readonly (readonly Latent[])[], targetSize = 256
   return { version: CALIBRATION_VERSION, method: 'tree-held-out-scale', images, levels: fits, kind, why, heldOutMax: maxima[kind], offset: offsets[kind], probe };
 }
 
-/** −log10 NFA of the calibrated detection: [B·T·T] float32 (row-major per image). Detection: > 0. */
-export function negLogNfaCalibrated(fit: NullFit, z: readonly Latent[], targetSize = 256): Float32Array {
+/** −log10 NFA of the calibrated detection: [B·Th·Tw] float32 (row-major per image). Detection: > 0. */
+export function negLogNfaCalibrated(fit: NullFit, z: readonly Latent[], targetSize: SizeInput = 256): Float32Array {
   checkFit(fit, z);
-  const m = scaledMap(fit, fit.kind, z, targetSize, new TreeNfaWorkspace());
+  const m = scaledMap(fit, fit.kind, z, toHW(targetSize, 'calibrated NFA target size'), new TreeNfaWorkspace());
   if (fit.offset > 0) for (let i = 0; i < m.length; i++) m[i] = m[i]! - fit.offset;
   return m;
 }

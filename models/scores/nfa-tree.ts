@@ -25,6 +25,7 @@
  */
 import { bilinearHalfPixel } from './resize64.js';
 import { latentDims, type Latent } from './latent.js';
+import { toHW, type SizeInput } from '../size.js';
 
 export type { Latent } from './latent.js';
 
@@ -473,14 +474,15 @@ export function treeLogNT(sizes: readonly number[]): number {
 }
 
 /**
- * −log10 NFA of the tree variant: [B·T·T] float32 (row-major per image). Detection: > 0.
+ * −log10 NFA of the tree variant: [B·Th·Tw] float32 (row-major per image) at the target size
+ * (one integer: square, or [Th, Tw]). Detection: > 0.
  * Also returns nothing else; use `treeLog10ProbMap` for the per-scale maps.
  */
-export function negLogNfaTree(z: Latent[], targetSize = 256, ws = new TreeNfaWorkspace(), guard = false): Float32Array {
+export function negLogNfaTree(z: Latent[], targetSize: SizeInput = 256, ws = new TreeNfaWorkspace(), guard = false): Float32Array {
   if (z.length === 0) throw new RangeError('tree NFA: no latents');
   const B = latentDims(z[0]!, 'z[0]')[0];
-  const T = targetSize;
-  const TT = T * T;
+  const [Th, Tw] = toHW(targetSize, 'tree NFA target size');
+  const TT = Th * Tw;
   const out = new Float32Array(B * TT).fill(Infinity);
   const sizes: number[] = [];
   z.forEach((zi, s) => {
@@ -495,7 +497,7 @@ export function negLogNfaTree(z: Latent[], targetSize = 256, ws = new TreeNfaWor
       const [, h, w] = zi.shape;
       const map = treeLog10ProbMap(zi, b, ws, undefined, guard);
       for (let i = 0; i < map.length; i++) if (map[i] !== map[i]) map[i] = 0;
-      const up = bilinearHalfPixel(map, 1, h, w, T, T);
+      const up = bilinearHalfPixel(map, 1, h, w, Th, Tw);
       for (let i = 0; i < TT; i++) {
         const v = Math.fround(up[i]!);
         if (v < out[o + i]! || v !== v) out[o + i] = v;

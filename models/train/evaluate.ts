@@ -2,14 +2,15 @@
  * Evaluation core (official src/evaluate.py + the training-time validation of src/train.py), on
  * cached backbone features:
  *
- * - maps at the target size T (256 as the official evaluation): the likelihood anomaly map 1 − P
+ * - maps at the target size T = [Th, Tw] (256×256 as the official evaluation for a square input;
+ *   see `evaluationSize` for other shapes): the likelihood anomaly map 1 − P
  *   (spec/uflow.md §6) and −log10 NFA (tree variant by default, as evaluate.py; `block-hp`: the
  *   block variant with the high-precision tail, what the original `-hp` flag switched on);
  * - metrics: image AUROC (max of the anomaly map), pixel AUROC, AUPRO (FPR ≤ 0.3) on the anomaly
  *   map, mIoU of the NFA detection (−log NFA > 0, i.e. log NFA < 0) against the masks, per
  *   category and per defect type (each defect type together with the good images).
  *
- * Masks are the ground truth resized to T (bilinear, > 0.5); good images have empty masks.
+ * Masks are the ground truth resized to T (see images.ts `loadMask`, > 0.5); good images have empty masks.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { anomalyMap } from '../scores/anomaly-map.js';
@@ -18,6 +19,8 @@ import { negLogNfaBlock } from '../scores/nfa-block.js';
 import { negLogNfaCalibrated, type NullFit } from '../scores/nfa-calibrated.js';
 import type { Latent } from '../scores/latent.js';
 import { aupro, downsampleCurve, iouFloat32, rocAuc, rocCurve } from '../metrics/index.js';
+import { toHW, type HW, type SizeInput } from '../size.js';
+import type { Size } from '../scores/anomaly-map.js';
 
 /** The −log NFA map computed: the paper's variants, the calibrated one (needs a fit), or none. */
 export type NfaMode = 'tree' | 'block' | 'block-hp' | 'calibrated' | 'none';
@@ -25,14 +28,15 @@ export type NfaMode = 'tree' | 'block' | 'block-hp' | 'calibrated' | 'none';
 export interface FlowModel {
   fromFeatures(features: readonly tf.Tensor4D[]): { z: tf.Tensor4D[]; logdet: tf.Tensor1D };
   /** The model's own anomaly map (FastFlow: −P); default U-Flow's 1 − P. Higher = more anomalous. */
-  anomalyMap?(z: readonly tf.Tensor4D[], size: number): tf.Tensor4D;
+  anomalyMap?(z: readonly tf.Tensor4D[], size: Size): tf.Tensor4D;
 }
 
 /** A model's anomaly-map function (U-Flow's 1 − P when it has none). */
-export type AnomalyMapFn = (z: readonly tf.Tensor4D[], size: number) => tf.Tensor4D;
+export type AnomalyMapFn = (z: readonly tf.Tensor4D[], size: Size) => tf.Tensor4D;
 
 export interface MapOptions {
-  targetSize?: number;
+  /** One integer (square) or [Th, Tw]; default 256. */
+  targetSize?: SizeInput;
   batchSize?: number;
   nfa?: NfaMode;
   /** The null fitted on held-out normal images (nfa 'calibrated'). */
@@ -41,9 +45,10 @@ export interface MapOptions {
   onProgress?(done: number, total: number): void;
 }
 
-/** Per-image maps at T×T (row-major) and their maxima. */
+/** Per-image maps at Th×Tw (row-major) and their maxima. */
 export interface MapSet {
-  targetSize: number;
+  /** [Th, Tw]. */
+  targetSize: HW;
   anomaly: Float32Array[];
   /** −log10 NFA (absent with nfa 'none'). */
   negLogNfa?: Float32Array[];
@@ -68,8 +73,8 @@ async function latents(z: readonly tf.Tensor4D[]): Promise<Latent[]> {
   return Promise.all(z.map(async (t) => ({ data: (await t.data()) as Float32Array, shape: [...t.shape] as [number, number, number, number] })));
 }
 
-/** −log10 NFA of a batch of latents ([B·T·T]) with the given variant. */
-export function negLogNfaOf(lat: Latent[], T: number, nfa: Exclude<NfaMode, 'none'>, opts: { ws?: TreeNfaWorkspace; calibration?: NullFit } = {}): Float32Array {
+/** −log10 NFA of a batch of latents ([B·Th·Tw]) with the given variant. */
+export function negLogNfaOf(lat: Latent[], T: SizeInput, nfa: Exclude<NfaMode, 'none'>, opts: { ws?: TreeNfaWorkspace; calibration?: NullFit } = {}): Float32Array {
   switch (nfa) {
     case 'tree':
       return negLogNfaTree(lat, T, opts.ws);
@@ -86,28 +91,29 @@ export function negLogNfaOf(lat: Latent[], T: number, nfa: Exclude<NfaMode, 'non
 /** Maps of one batch of latents. */
 export async function mapsOfLatents(
   z: readonly tf.Tensor4D[],
-  T: number,
+  T: SizeInput,
   nfa: NfaMode,
   ws?: TreeNfaWorkspace,
   mapFn: AnomalyMapFn = anomalyMap,
   calibration?: NullFit,
 ): Promise<{ anomaly: Float32Array[]; negLogNfa?: Float32Array[] }> {
   const B = z[0]!.shape[0];
-  const am = mapFn(z, T);
+  const [Th, Tw] = toHW(T, 'map size');
+  const am = mapFn(z, [Th, Tw]);
   const amData = (await am.data()) as Float32Array;
   am.dispose();
-  const TT = T * T;
+  const TT = Th * Tw;
   const anomaly = Array.from({ length: B }, (_, b) => amData.slice(b * TT, (b + 1) * TT));
   if (nfa === 'none') return { anomaly };
   const lat = await latents(z);
-  const all = negLogNfaOf(lat, T, nfa, { ws, calibration });
+  const all = negLogNfaOf(lat, [Th, Tw], nfa, { ws, calibration });
   const negLogNfa = Array.from({ length: B }, (_, b) => all.slice(b * TT, (b + 1) * TT));
   return { anomaly, negLogNfa };
 }
 
 /** Runs the flow on every image's cached features (levels [N,h,w,c]) and computes its maps. */
 export async function computeMaps(model: FlowModel, levels: readonly tf.Tensor4D[], opts: MapOptions = {}): Promise<MapSet> {
-  const T = opts.targetSize ?? 256;
+  const T = toHW(opts.targetSize ?? 256, 'map size');
   const bs = Math.max(1, opts.batchSize ?? 8);
   const nfa = opts.nfa ?? 'tree';
   const N = levels[0]!.shape[0];
@@ -280,7 +286,7 @@ export function computeMetricSet(items: readonly EvalItem[], masks: readonly Uin
         m.pixel_auroc = r.auc;
         c.pixelRoc = points(r.fpr, r.tpr);
       } else m.pixel_auroc = rocAuc(pix, pixMask);
-      const pr = aupro(concat(pro.anomaly, idx) as Float32Array, pixMask, idx.length, T, T);
+      const pr = aupro(concat(pro.anomaly, idx) as Float32Array, pixMask, idx.length, T[0], T[1]);
       m.aupro = Number.isFinite(pr.aupro) ? pr.aupro : null;
       if (curves) {
         const d = downsampleCurve(pr.fpr, pr.pro);

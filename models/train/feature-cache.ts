@@ -14,12 +14,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FeatureExtractor } from '../backbones/types.js';
 import { readSafetensors, toFloat32, writeSafetensors, type RawTensor } from '../io/safetensors.js';
+import { sizeForConfig, type HW } from '../size.js';
 
 /** Bump when the stored layout or an extractor's numerics change. */
 const CACHE_VERSION = 1;
 
-/** Decodes an image file into RGB [0,1] at size×size, [size, size, 3]. */
-export type ImageLoader = (path: string, size: number) => Promise<tf.Tensor3D>;
+/** Decodes an image file into RGB [0,1] at size [h, w]: [h, w, 3]. */
+export type ImageLoader = (path: string, size: HW) => Promise<tf.Tensor3D>;
 
 export interface FeatureCacheOptions {
   /** `<trainDir>/cache/features` lives under this. */
@@ -51,10 +52,12 @@ export function hashFile(path: string): string {
 }
 
 export function cacheKey(extractor: FeatureExtractor, extractorId = ''): string {
-  const id = JSON.stringify({ v: CACHE_VERSION, name: extractor.name, size: extractor.inputSize, ch: extractor.channels, sf: extractor.scaleFactors, extra: extractorId });
+  // A square size stays one number, so caches made before [h, w] sizes keep their keys.
+  const size = sizeForConfig(extractor.inputSize);
+  const id = JSON.stringify({ v: CACHE_VERSION, name: extractor.name, size, ch: extractor.channels, sf: extractor.scaleFactors, extra: extractorId });
   const short = createHash('sha256').update(id).digest('hex').slice(0, 16);
   const readable = extractor.name.replace(/^.*[/\\]/, '').replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 40);
-  return `${readable}-${extractor.inputSize}-${short}`;
+  return `${readable}-${typeof size === 'number' ? size : size.join('x')}-${short}`;
 }
 
 export function cacheDir(trainDir: string, extractor: FeatureExtractor, extractorId = ''): string {
@@ -68,8 +71,8 @@ function readCached(file: string, extractor: FeatureExtractor): Float32Array[] |
     const out: Float32Array[] = [];
     for (let i = 0; i < extractor.channels.length; i++) {
       const t = tensors.get(`level${i}`);
-      const s = extractor.inputSize / extractor.scaleFactors[i]!;
-      if (!t || t.shape.length !== 3 || t.shape[0] !== s || t.shape[1] !== s || t.shape[2] !== extractor.channels[i]) return undefined;
+      const [h, w] = extractor.featureSizes[i]!;
+      if (!t || t.shape.length !== 3 || t.shape[0] !== h || t.shape[1] !== w || t.shape[2] !== extractor.channels[i]) return undefined;
       out.push(toFloat32(t));
     }
     return out;
@@ -86,7 +89,7 @@ export async function loadFeatures(paths: readonly string[], opts: FeatureCacheO
   const { extractor } = opts;
   const dir = cacheDir(opts.trainDir, extractor, opts.extractorId);
   const L = extractor.channels.length;
-  const sizes = extractor.scaleFactors.map((s) => extractor.inputSize / s);
+  const sizes = extractor.featureSizes;
   const per: Float32Array[][] = new Array(paths.length);
   const missing: Array<{ i: number; file: string }> = [];
   let done = 0;
@@ -111,13 +114,13 @@ export async function loadFeatures(paths: readonly string[], opts: FeatureCacheO
     tf.dispose(feats);
     chunk.forEach((m, j) => {
       const levels = datas.map((d, l) => {
-        const n = sizes[l]! * sizes[l]! * extractor.channels[l]!;
+        const n = sizes[l]![0] * sizes[l]![1] * extractor.channels[l]!;
         return d.slice(j * n, (j + 1) * n);
       });
       per[m.i] = levels;
       if (opts.persist !== false) {
         const tensors: Record<string, RawTensor> = {};
-        levels.forEach((d, l) => (tensors[`level${l}`] = { dtype: 'F32', shape: [sizes[l]!, sizes[l]!, extractor.channels[l]!], data: d }));
+        levels.forEach((d, l) => (tensors[`level${l}`] = { dtype: 'F32', shape: [sizes[l]![0], sizes[l]![1], extractor.channels[l]!], data: d }));
         writeSafetensors(m.file, tensors, { backbone: extractor.name, image: paths[m.i]! });
       }
       opts.onProgress?.(++done, paths.length, true);
@@ -125,10 +128,10 @@ export async function loadFeatures(paths: readonly string[], opts: FeatureCacheO
   }
   const levels: tf.Tensor4D[] = [];
   for (let l = 0; l < L; l++) {
-    const n = sizes[l]! * sizes[l]! * extractor.channels[l]!;
+    const n = sizes[l]![0] * sizes[l]![1] * extractor.channels[l]!;
     const all = new Float32Array(n * paths.length);
     per.forEach((p, i) => all.set(p[l]!, i * n));
-    levels.push(tf.tensor4d(all, [paths.length, sizes[l]!, sizes[l]!, extractor.channels[l]!]));
+    levels.push(tf.tensor4d(all, [paths.length, sizes[l]![0], sizes[l]![1], extractor.channels[l]!]));
   }
   return {
     paths: [...paths],

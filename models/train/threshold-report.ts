@@ -9,6 +9,7 @@ import { iouFloat32 } from '../metrics/miou.js';
 import { label8 } from '../metrics/components.js';
 import { falseAlarmStats, ORACLE_THRESHOLDS, type FalseAlarmStats } from '../metrics/false-alarms.js';
 import type { EvalItem } from './evaluate.js';
+import { toHW, type SizeInput } from '../size.js';
 
 export interface DetectedRegion {
   /** Bounding box at the map size: x, y, width, height. */
@@ -97,8 +98,9 @@ function perImageCurves(map: ArrayLike<number>, mask: ArrayLike<number>, n: numb
 /** Thresholds at which regions on the good images are counted for the curve (a coarse grid near 0). */
 export const CURVE_THRESHOLDS = [-20, -10, -5, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000];
 
-export function thresholdSummary(items: readonly EvalItem[], masks: readonly Uint8Array[], maps: readonly Float32Array[], T: number, automatic = 0): ThresholdSummary {
-  const n = T * T;
+export function thresholdSummary(items: readonly EvalItem[], masks: readonly Uint8Array[], maps: readonly Float32Array[], size: SizeInput, automatic = 0): ThresholdSummary {
+  const [Th, Tw] = toHW(size, 'map size');
+  const n = Th * Tw;
   const thresholds = [...new Set([...ORACLE_THRESHOLDS, ...CURVE_THRESHOLDS, automatic])].sort((a, b) => a - b);
   const curves = maps.map((m, i) => perImageCurves(m, masks[i]!, n, thresholds));
   const ka = thresholds.indexOf(automatic);
@@ -123,13 +125,13 @@ export function thresholdSummary(items: readonly EvalItem[], masks: readonly Uin
   const ck = CURVE_THRESHOLDS.map((t) => thresholds.indexOf(t));
   return {
     automatic,
-    falseAlarms: { testGood: falseAlarmStats(goodMaps, T, T, automatic) },
+    falseAlarms: { testGood: falseAlarmStats(goodMaps, Th, Tw, automatic) },
     miou: { automatic: all.length ? Math.fround(mean(all, ka)) : null, oracle: all.length ? oracleOf(all) : null },
     perDefect,
     curve: {
       thresholds: [...CURVE_THRESHOLDS],
       miou: ck.map((k) => (all.length ? Math.fround(mean(all, k)) : 0)),
-      falseAlarms: CURVE_THRESHOLDS.map((t) => falseAlarmStats(goodMaps, T, T, t).meanRegions),
+      falseAlarms: CURVE_THRESHOLDS.map((t) => falseAlarmStats(goodMaps, Th, Tw, t).meanRegions),
       goodPixelFraction: ck.map((k) => (good.length ? good.reduce((a, i) => a + curves[i]!.detected[k]!, 0) / (good.length * n) : 0)),
     },
   };

@@ -80,7 +80,9 @@ for (const f of FILE_FAULTS) {
 const FLAG_FAULTS: Array<[flags: string[], says: RegExp]> = [
   [['--epochs', '0'], /epochs must be a positive integer/],
   [['--batch', 'many'], /--batch_train must be a number|batch/],
-  [['--input-size', '0'], /input_size must be a positive integer/],
+  [['--input-size', '0'], /--input-size: sizes must be positive, got '0'/],
+  [['--input-size', '64x0'], /--input-size: sizes must be positive/],
+  [['--input-size', 'wide'], /--input-size/],
   [['--backbone', 'nonesuch'], /model\.backbone must be one of/],
   [['--model', 'bigflow'], /Invalid values|bigflow/],
   [['--bogus-flag'], /Unknown argument: bogus-flag/],
@@ -89,7 +91,7 @@ for (const [flags, says] of FLAG_FAULTS) {
   cases.push({
     name: `flag ${flags.join(' ')} is refused`,
     expect: 'refuse',
-    names: () => [flags[0]!.replace(/^--/, '').replace('input-size', 'input_size').replace(/^batch$/, 'batch')],
+    names: () => [flags[0]!.replace(/^--/, '').replace(/^batch$/, 'batch')],
     match: says,
     plant: (dir) => write(cfgPath(dir), GOOD),
     act: (dir) => train(dir, flags),

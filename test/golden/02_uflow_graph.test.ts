@@ -10,7 +10,11 @@ import { assertClose, maxAbsDiff } from '../helpers/assert-close.js';
 
 function graphFromManifest(g: GoldenCase, seed = 7): UFlowGraph {
   const m = g.manifest;
-  const sizes = (m.scale_factors as number[]).map((f) => [m.input_size / f, m.input_size / f] as const);
+  // [h, w] of each level from the case's own inputs (any shape: non-square, non-divisible sizes)
+  const sizes = (m.channels as number[]).map((_, s) => {
+    const sh = g.shape('data', `input_scale${s + 1}`);
+    return [sh[2]!, sh[3]!] as const;
+  });
   return new UFlowGraph({ channels: m.channels, sizes, flowSteps: m.flow_steps, seed });
 }
 

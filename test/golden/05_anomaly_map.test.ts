@@ -6,6 +6,7 @@ import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
 import { anomalyMap, imageScore, probabilityMap } from '../../models/scores/anomaly-map.js';
 import { goldenCases, loadGolden, skipReason } from '../helpers/golden.js';
 import { assertClose } from '../helpers/assert-close.js';
+import { toHW } from '../../models/size.js';
 
 for (const name of goldenCases('05_')) {
   for (const backend of ['wasm', 'cpu'] as const) {
@@ -17,7 +18,7 @@ for (const name of goldenCases('05_')) {
       const z = keys.map((k) => nchwToNhwc(g.get('data', k), g.shape('data', k)));
       const refShape = g.shape('data', 'probability_map');
       const size = [refShape[2]!, refShape[3]!] as const;
-      if (g.manifest.target_size !== undefined) assert.equal(size[0], g.manifest.target_size);
+      if (g.manifest.target_size !== undefined) assert.deepEqual(size, toHW(g.manifest.target_size));
       const before = tf.memory().numTensors;
       const p = probabilityMap(z, size);
       const a = anomalyMap(z, size);

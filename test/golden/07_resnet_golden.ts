@@ -43,11 +43,14 @@ export function runResnetGolden(prefix: string, backbone: string): void {
         assert.ok(layerKeys.length > 0, 'the case has layer outputs');
         const layers = layerKeys.map((k) => Number(k.slice(5)));
         const rawShape = g.shape('data', 'image_raw_0_1');
-        const inputSize = rawShape[2]!;
+        const inputSize: [number, number] = [rawShape[2]!, rawShape[3]!];
         const before = tf.memory().numTensors;
         const ex = createResnetExtractor(backbone, weights, inputSize, { layers });
         assert.deepEqual(ex.channels, layerKeys.map((k) => g.shape('data', k)[1]));
-        assert.deepEqual(ex.scaleFactors, layerKeys.map((k) => inputSize / g.shape('data', k)[2]!));
+        assert.deepEqual(ex.featureSizes, layerKeys.map((k) => g.shape('data', k).slice(2)), 'level sizes (PyTorch floor rules)');
+        if (inputSize.every((n, i) => layerKeys.every((k) => n % g.shape('data', k)[2 + i]! === 0))) {
+          assert.deepEqual(ex.scaleFactors, layerKeys.map((k) => inputSize[0] / g.shape('data', k)[2]!));
+        }
         assert.equal(ex.layerNormLevels, true);
         const img = nchwToNhwc(g.get('data', 'image_raw_0_1'), rawShape);
         try {

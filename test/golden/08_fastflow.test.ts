@@ -13,6 +13,8 @@ import { fastflowKernelSize } from '../../models/flows/fastflow.js';
 import { goldenCases, loadGolden, skipReason } from '../helpers/golden.js';
 import { decodeInt8Weights } from '../helpers/golden-int8.js';
 import { assertClose } from '../helpers/assert-close.js';
+import { toHW } from '../../models/size.js';
+import { nominalStride } from '../../models/backbones/tfjs-layers.js';
 
 const BACKENDS = ['wasm', 'cpu'] as const;
 
@@ -42,16 +44,15 @@ for (const name of goldenCases('08_')) {
       const inShapes = levels.map((s) => g.shape('data', `input_scale${s}`));
       const channels = inShapes.map((sh) => sh[1]!);
       if (m.channels) assert.deepEqual(channels, m.channels);
-      const [H, W] = (m.input_size as number[] | undefined) ?? g.shape('data', 'anomaly_map').slice(2);
-      assert.equal(H, W, 'square input expected');
-      // strides from the feature sizes (the model derives sizes as ⌊input / stride⌋)
-      const scaleFactors = inShapes.map((sh) => H! / sh[2]!);
-      for (const [i, sh] of inShapes.entries()) assert.ok(Number.isInteger(scaleFactors[i]) && sh[2] === sh[3], `level ${i} is not a square integer-stride map`);
+      const [H, W] = m.input_size !== undefined ? toHW(m.input_size) : g.shape('data', 'anomaly_map').slice(2);
+      // level sizes from the inputs (any shape); nominal strides for the metadata
+      const levelSizes = inShapes.map((sh) => [sh[2]!, sh[3]!] as [number, number]);
+      const scaleFactors = levelSizes.map((s) => nominalStride([H!, W!], s));
       const flowSteps: number = m.flow_steps;
       const conv3x3Only = Boolean(m.conv3x3_only);
       const hiddenRatio: number = m.hidden_ratio ?? 1.0;
 
-      const model = new FastFlowModel({ backbone: 'golden', inputSize: H!, channels, scaleFactors, flowSteps, layerNorm: false, conv3x3Only, hiddenRatio, seed: 7 });
+      const model = new FastFlowModel({ backbone: 'golden', inputSize: [H!, W!], levelSizes, channels, scaleFactors, flowSteps, layerNorm: false, conv3x3Only, hiddenRatio, seed: 7 });
       // kernel choice as the manifest's stored weights say
       for (let i = 0; i < flowSteps; i++) {
         const w = g.shape('weights', `fast_flow_blocks.0.module_list.${i}.subnet.1.weight`);

@@ -86,7 +86,7 @@ for (const name of goldenCases('09_')) {
       const ex = createCaitExtractor(weights, { nBlocks });
       assert.deepEqual(ex.channels, [featShape[1]]);
       assert.deepEqual(ex.scaleFactors, [rawShape[2]! / featShape[2]!]);
-      assert.equal(ex.inputSize, rawShape[2]);
+      assert.deepEqual(ex.inputSize, [rawShape[2], rawShape[3]]);
       assert.equal(ex.layerNormLevels, false);
       const img2 = nchwToNhwc(g.get('data', 'image_raw_0_1'), rawShape);
       const [f] = ex.extract(img2);

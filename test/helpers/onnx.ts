@@ -6,21 +6,23 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as ort from 'onnxruntime-node';
 import type { AnomalyModel } from '../../models/model-factory.js';
 import { nhwcToNchwArray } from '../../models/layout.js';
+import { toHW, type SizeInput } from '../../models/size.js';
 
 export interface Outputs {
   /** Latents, finest first, NCHW data. */
   z: Float32Array[];
-  /** [B, 1, T, T] (= NHWC with one channel). */
+  /** [B, 1, Th, Tw] (= NHWC with one channel). */
   map: Float32Array;
   score: Float32Array;
 }
 
-/** images: NHWC [B, S, S, 3] RGB in [0, 1]. */
-export async function runOnnx(bytes: Uint8Array, images: Float32Array, B: number, S: number, levels: number): Promise<Outputs> {
+/** images: NHWC [B, H, W, 3] RGB in [0, 1] (S: the input size, one side or [H, W]). */
+export async function runOnnx(bytes: Uint8Array, images: Float32Array, B: number, S: SizeInput, levels: number): Promise<Outputs> {
+  const [H, W] = toHW(S);
   const sess = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'] });
   try {
-    const nchw = nhwcToNchwArray(images, [B, S, S, 3]);
-    const res = await sess.run({ image: new ort.Tensor('float32', nchw, [B, 3, S, S]) });
+    const nchw = nhwcToNchwArray(images, [B, H, W, 3]);
+    const res = await sess.run({ image: new ort.Tensor('float32', nchw, [B, 3, H, W]) });
     const z = Array.from({ length: levels }, (_, l) => res[`z${l}`]!.data as Float32Array);
     return { z, map: res.anomaly_map!.data as Float32Array, score: res.score!.data as Float32Array };
   } finally {
@@ -29,9 +31,10 @@ export async function runOnnx(bytes: Uint8Array, images: Float32Array, B: number
 }
 
 /** The tfjs path, as predict runs it: forward → latents → anomaly map at T → score. */
-export function runTfjs(model: AnomalyModel, images: Float32Array, B: number, S: number, T: number): Outputs {
+export function runTfjs(model: AnomalyModel, images: Float32Array, B: number, S: SizeInput, T: SizeInput): Outputs {
+  const [H, W] = toHW(S);
   return tf.tidy(() => {
-    const { z } = model.forward(tf.tensor4d(images, [B, S, S, 3]));
+    const { z } = model.forward(tf.tensor4d(images, [B, H, W, 3]));
     const map = model.anomalyMap(z, T);
     return {
       z: z.map((zz) => nhwcToNchwArray(zz.dataSync() as Float32Array, zz.shape)),

@@ -117,7 +117,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
       const cfg: VitCfg = { img: 16, patch: 4, embed: 8, heads: 2, depth: 3, kind };
       const sd = vitStateDict(cfg, kind === 'cait' ? 11 : 12);
       const ex = kind === 'cait' ? createCaitExtractor(sd, { nBlocks: 2 }) : createDeitExtractor(sd, { nBlocks: 2, numHeads: 2 });
-      assert.equal(ex.inputSize, 16);
+      assert.deepEqual(ex.inputSize, [16, 16]);
       assert.deepEqual(ex.channels, [8]);
       assert.deepEqual(ex.scaleFactors, [4]);
       const img = image(2, 16, 5);
@@ -142,7 +142,7 @@ test('MS-CaiT: scale 1 on the image, scale 2 on the bicubic resize of the normal
   const sd2 = vitStateDict(c2, 22);
   const ms = createMsCaitExtractor(sd1, sd2, { nBlocks: [2, 1] });
   assert.equal(ms.name, 'mcait');
-  assert.equal(ms.inputSize, 32);
+  assert.deepEqual(ms.inputSize, [32, 32]);
   assert.deepEqual(ms.channels, [12, 8]);
   assert.deepEqual(ms.scaleFactors, [4, 8]);
   assert.equal(ms.layerNormLevels, false);

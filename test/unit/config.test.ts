@@ -100,7 +100,7 @@ test('wrong types and unknown keys name the file and the key', () => {
     ['model:\n  backbone: tfjs:/models/mnv2\n  backbone_input_range: [-1, 1]\n', 'model.backbone "tfjs:/models/mnv2" needs model.backbone_layers (the layer names to tap, finest first)'],
     ['model:\n  backbone: tfjs:/models/mnv2\n  backbone_layers: [a, b]\n', 'model.backbone "tfjs:/models/mnv2" needs model.backbone_input_range (the input range the model expects, e.g. [-1, 1])'],
     ['model:\n  input_size: 256\n', 'model.input_size must be 448 with backbone mcait (its CaiT models take a fixed 448 input), got 256'],
-    ['model:\n  backbone: resnet18\n  input_size: 100\n', 'model.input_size must be a multiple of 16, at least 32, with backbone resnet18 (its coarsest level has stride 16), got 100'],
+    ['model:\n  backbone: resnet18\n  input_size: 100\n', 'model.input_size: U-Flow cannot use input size 100 with backbone resnet18: its feature levels are 25×25, 13×13, 7×7; level 2 is 7×7, upsampled ×2 it is 14×14, but level 1 is 13×13, and the flow joins each level with the coarser one upsampled ×2 (the reference\'s FrEIA graph refuses these sizes too). Sizes that work near it: 96 or 109 (FastFlow takes any size)'],
   ];
   for (const [i, [text, msg]] of cases.entries()) {
     const p = file(`bad${i}.yaml`, text);

@@ -218,14 +218,14 @@ test('a few training steps on wasm reduce the loss (and the model loss equals th
 
 test('factory: createModel builds either kind from the run config keys; U-Flow stays a UFlowModel with its checkpoint format', async () => {
   await initEngine({ backend: 'cpu' });
-  const info: ExtractorInfo = { name: 'tfjs:/x', inputSize: 64, channels: [8, 16, 32], scaleFactors: [4, 8, 16], layerNormLevels: true };
+  const info: ExtractorInfo = { name: 'tfjs:/x', inputSize: [64, 64], featureSizes: [[16, 16], [8, 8], [4, 4]], channels: [8, 16, 32], scaleFactors: [4, 8, 16], layerNormLevels: true };
   const ff = createModel('fastflow', { flow_steps: 2, hidden_ratio: 0.5, conv3x3_only: true }, info, { seed: 1 });
   const uf = createModel('uflow', { flow_steps: 2 }, info, { seed: 1 });
   const dir = mkdtempSync(join(tmpdir(), 'factory-'));
   try {
     assert.equal(ff.kind, 'fastflow');
     assert.ok(ff instanceof FastFlowModel);
-    assert.deepEqual(ff.config, { backbone: 'tfjs:/x', inputSize: 64, channels: [8, 16, 32], scaleFactors: [4, 8, 16], flowSteps: 2, layerNorm: true, conv3x3Only: true, hiddenRatio: 0.5, seed: 1 });
+    assert.deepEqual(ff.config, { backbone: 'tfjs:/x', inputSize: [64, 64], levelSizes: [[16, 16], [8, 8], [4, 4]], channels: [8, 16, 32], scaleFactors: [4, 8, 16], flowSteps: 2, layerNorm: true, conv3x3Only: true, hiddenRatio: 0.5, seed: 1 });
     assert.equal(uf.kind, 'uflow');
     assert.ok(uf instanceof UFlowModel);
     assert.deepEqual(createModel('fastflow', {}, info).config.flowSteps, 8, 'FastFlow default: 8 steps');

@@ -11,6 +11,9 @@ import { createModel } from '../../models/model-factory.js';
 import { askedProviders } from '../../models/export/ort-session.js';
 import { inferenceFor, parseEngine } from '../../server/onnx-engine.js';
 
+/** The evaluation size of a square input. */
+const T256: [number, number] = [256, 256];
+
 before(async () => {
   await initEngine({ backend: process.env.UFLOW_TEST_BACKEND ?? 'wasm' });
 });
@@ -22,7 +25,7 @@ function unsupportedBackbone(): TfjsLayersExtractor {
   const up = tfl.layers.upSampling2d({ size: [1, 1], name: 'odd_one' }).apply(tap1) as tfl.SymbolicTensor;
   const tap2 = tfl.layers.conv2d({ filters: 8, kernelSize: 2, strides: 2, name: 'tap2' }).apply(up) as tfl.SymbolicTensor;
   const tap3 = tfl.layers.conv2d({ filters: 8, kernelSize: 2, strides: 2, name: 'tap3' }).apply(tap2) as tfl.SymbolicTensor;
-  return new TfjsLayersExtractor('tfjs:toy', 32, ['tap1', 'tap2', 'tap3'], [0, 1], [8, 8, 8], [4, 8, 16], tfl.model({ inputs: input, outputs: [tap1, tap2, tap3] }));
+  return new TfjsLayersExtractor('tfjs:toy', [32, 32], ['tap1', 'tap2', 'tap3'], [0, 1], [8, 8, 8], [4, 8, 16], tfl.model({ inputs: input, outputs: [tap1, tap2, tap3] }), 'range', [[8, 8], [4, 4], [2, 2]]);
 }
 
 async function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {
@@ -41,12 +44,12 @@ test('an unsupported backbone runs on tfjs with the exporter’s reason; onnx as
   const ex = unsupportedBackbone();
   const model = createModel('uflow', { flow_steps: 1 }, ex);
   try {
-    const dflt = await withEnv({ UFLOW_INFERENCE_ENGINE: undefined }, () => inferenceFor(model, { warn: () => assert.fail('no notice by default') }));
+    const dflt = await withEnv({ UFLOW_INFERENCE_ENGINE: undefined }, () => inferenceFor(model, { mapSize: T256, warn: () => assert.fail('no notice by default') }));
     assert.equal(dflt.session, undefined);
     assert.equal(dflt.info.engine, 'tfjs');
     assert.match(dflt.info.reason, /^ONNX export does not support the Keras layer 'odd_one' \(UpSampling2D\) of this tfjs backbone yet/);
     const lines: string[] = [];
-    const asked = await inferenceFor(model, { engine: 'onnx', warn: (l) => lines.push(l) });
+    const asked = await inferenceFor(model, { mapSize: T256, engine: 'onnx', warn: (l) => lines.push(l) });
     assert.equal(asked.info.engine, 'tfjs');
     assert.deepEqual(lines, [`inference on tfjs instead of onnx: ${dflt.info.reason}`]);
   } finally {
@@ -59,7 +62,7 @@ test('builtin:filters: onnx by default; tfjs when asked (option or UFLOW_INFEREN
   const ex = await createExtractor({ backbone: 'builtin:filters', inputSize: 32 });
   const model = createModel('fastflow', { flow_steps: 1 }, ex);
   try {
-    const on = await withEnv({ UFLOW_INFERENCE_ENGINE: undefined, UFLOW_ORT_PROVIDERS: undefined }, () => inferenceFor(model));
+    const on = await withEnv({ UFLOW_INFERENCE_ENGINE: undefined, UFLOW_ORT_PROVIDERS: undefined }, () => inferenceFor(model, { mapSize: T256 }));
     assert.equal(on.info.engine, 'onnx');
     assert.deepEqual(on.info.providers, ['cpu']);
     assert.match(on.info.reason, /^default: onnxruntime-node loaded and the model exports; onnxruntime-node \d+\.\d+/);
@@ -68,9 +71,9 @@ test('builtin:filters: onnx by default; tfjs when asked (option or UFLOW_INFEREN
     assert.equal(out.anomaly.length, 2);
     await on.session!.release();
 
-    assert.deepEqual((await inferenceFor(model, { engine: 'tfjs' })).info, { engine: 'tfjs', reason: 'asked for (engine tfjs)' });
-    assert.deepEqual((await withEnv({ UFLOW_INFERENCE_ENGINE: 'tfjs' }, () => inferenceFor(model))).info, { engine: 'tfjs', reason: 'UFLOW_INFERENCE_ENGINE=tfjs' });
-    const off = await withEnv({ UFLOW_ORT_DISABLE: '1', UFLOW_INFERENCE_ENGINE: undefined }, () => inferenceFor(model));
+    assert.deepEqual((await inferenceFor(model, { mapSize: T256, engine: 'tfjs' })).info, { engine: 'tfjs', reason: 'asked for (engine tfjs)' });
+    assert.deepEqual((await withEnv({ UFLOW_INFERENCE_ENGINE: 'tfjs' }, () => inferenceFor(model, { mapSize: T256 }))).info, { engine: 'tfjs', reason: 'UFLOW_INFERENCE_ENGINE=tfjs' });
+    const off = await withEnv({ UFLOW_ORT_DISABLE: '1', UFLOW_INFERENCE_ENGINE: undefined }, () => inferenceFor(model, { mapSize: T256 }));
     assert.deepEqual(off.info, { engine: 'tfjs', reason: 'onnxruntime-node is disabled (UFLOW_ORT_DISABLE=1)' });
   } finally {
     model.dispose();

@@ -21,9 +21,9 @@ import { readModelInfo } from '../../models/export/graph.js';
 import { generateDemoDataset } from '../../models/data/demo-dataset.js';
 import { f32, type TensorMap } from '../../models/io/safetensors.js';
 import { loadImageForModel } from '../../models/data/images.js';
+import { evaluationSize, type HW, type SizeInput } from '../../models/size.js';
 import { compareOutputs, runOnnx, runTfjs } from '../helpers/onnx.js';
 
-const T = 256;
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const weightsDir = resolve(repoRoot, process.env.UFLOW_WEIGHTS_DIR ?? join('..', 'shared', 'weights'));
 const mobilenetDir = join(weightsDir, 'mobilenet_v2_035_imagenet');
@@ -42,14 +42,15 @@ before(async () => {
 });
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-async function images(S: number): Promise<Float32Array> {
-  const out = new Float32Array(imageFiles.length * S * S * 3);
-  for (let i = 0; i < imageFiles.length; i++) out.set((await loadImageForModel(imageFiles[i]!, S)).data, i * S * S * 3);
+async function images(S: HW): Promise<Float32Array> {
+  const n = S[0] * S[1] * 3;
+  const out = new Float32Array(imageFiles.length * n);
+  for (let i = 0; i < imageFiles.length; i++) out.set((await loadImageForModel(imageFiles[i]!, S)).data, i * n);
   return out;
 }
 
 /** A fresh model; its LayerNorm (if any) gets random weights so that their layout is checked too. */
-async function roundTrip(kind: ModelKind, ex: FeatureExtractor, flowSteps: number) {
+async function roundTrip(kind: ModelKind, ex: FeatureExtractor, flowSteps: number, T: SizeInput = 256) {
   const model = createModel(kind, { flow_steps: flowSteps }, ex, { seed: 7 });
   const norm = (model as UFlowModel | FastFlowModel).norm;
   if (norm) {
@@ -94,6 +95,28 @@ for (const kind of ['uflow', 'fastflow'] as const) {
 }
 
 for (const kind of ['uflow', 'fastflow'] as const) {
+  test(`${kind} on builtin:filters at a non-square size (48×64): the graph's input, latents and map are [h, w]`, async () => {
+    const ex = await createExtractor({ backbone: 'builtin:filters', inputSize: [48, 64] });
+    try {
+      const T = evaluationSize([48, 64]);
+      const { built, diffs, ref } = await roundTrip(kind, ex, 2, T);
+      console.log(`  ${kind} builtin:filters 48×64, map ${T.join('×')}, ${imageFiles.length} images: max |Δ| latents ${diffs.latents.toExponential(2)}, map ${diffs.map.toExponential(2)}`);
+      assert.deepEqual(T, [192, 256]);
+      assert.equal(ref.map.length, imageFiles.length * 192 * 256);
+      assert.ok(diffs.latents <= 1e-4, `latents differ by ${diffs.latents}`);
+      assert.ok(diffs.map <= 1e-5, `maps differ by ${diffs.map}`);
+      const info = readModelInfo(built.bytes);
+      assert.equal(info.metadata.input_size, '[48,64]');
+      assert.equal(info.metadata.map_size, '[192,256]');
+      assert.deepEqual(built.inputs[0]!.shape, ['batch', 3, 48, 64]);
+      assert.deepEqual(built.outputs.find((o) => o.name === 'anomaly_map')!.shape, ['batch', 1, 192, 256]);
+    } finally {
+      ex.dispose();
+    }
+  });
+}
+
+for (const kind of ['uflow', 'fastflow'] as const) {
   test(`${kind} on a tfjs:<dir> backbone (MobileNetV2 0.35) with a LayerNorm: ONNX matches tfjs`, { skip: noMobilenet }, async () => {
     const ex = await createExtractor({ backbone: `tfjs:${mobilenetDir}`, inputSize: 64 });
     try {
@@ -109,6 +132,9 @@ for (const kind of ['uflow', 'fastflow'] as const) {
     }
   });
 }
+
+/** The toy model's level sizes at 64×64 (strides 4, 8, 16). */
+const TOY_LEVELS: HW[] = [[16, 16], [8, 8], [4, 4]];
 
 /** A small functional Keras model with the layers MobileNetV2 does not use (ResNet-50's: biased and strided 'same' convs, max pooling, Activation, Concatenate), random weights. */
 function kerasToy(extra?: (x: tfl.SymbolicTensor) => tfl.SymbolicTensor): tfl.LayersModel {
@@ -130,7 +156,7 @@ function kerasToy(extra?: (x: tfl.SymbolicTensor) => tfl.SymbolicTensor): tfl.La
 }
 
 test('tfjs backbone layers beyond MobileNetV2 (strided same convs with bias, pooling, Activation, Concatenate, caffe input): ONNX matches tfjs', async () => {
-  const ex = new TfjsLayersExtractor('tfjs:toy', 64, ['tap1', 'tap2', 'tap3'], [0, 1], [8, 16, 32], [4, 8, 16], kerasToy(), 'caffe');
+  const ex = new TfjsLayersExtractor('tfjs:toy', [64, 64], ['tap1', 'tap2', 'tap3'], [0, 1], [8, 16, 32], [4, 8, 16], kerasToy(), 'caffe', TOY_LEVELS);
   try {
     const { built, diffs } = await roundTrip('uflow', ex, 1);
     console.log(`  uflow on a toy Keras model (caffe input): max |Δ| latents ${diffs.latents.toExponential(2)}, map ${diffs.map.toExponential(2)}`);
@@ -144,7 +170,7 @@ test('tfjs backbone layers beyond MobileNetV2 (strided same convs with bias, poo
 
 test('a Keras layer without an exporter is refused in one sentence naming it', () => {
   const model = kerasToy((x) => tfl.layers.upSampling2d({ size: [1, 1], name: 'odd_one' }).apply(x) as tfl.SymbolicTensor);
-  const ex = new TfjsLayersExtractor('tfjs:toy', 64, ['tap1', 'tap2', 'tap3'], [0, 1], [8, 16, 32], [4, 8, 16], model);
+  const ex = new TfjsLayersExtractor('tfjs:toy', [64, 64], ['tap1', 'tap2', 'tap3'], [0, 1], [8, 16, 32], [4, 8, 16], model, 'range', TOY_LEVELS);
   const m = createModel('uflow', { flow_steps: 1 }, ex);
   try {
     assert.match(unsupportedReason(m) ?? '', /^ONNX export does not support the Keras layer 'odd_one' \(UpSampling2D\) of this tfjs backbone yet \(supported: [^)]*\)\.$/);
@@ -229,12 +255,12 @@ for (const r of RESNETS) {
 }
 
 test('what is not supported is refused with one sentence naming it', () => {
-  const fake = { name: 'cait', inputSize: 64, channels: [64, 128, 256], scaleFactors: [4, 8, 16], layerNormLevels: true, extract: () => [], dispose: () => {} } as unknown as FeatureExtractor;
+  const fake = { name: 'cait', inputSize: [64, 64], featureSizes: TOY_LEVELS, channels: [64, 128, 256], scaleFactors: [4, 8, 16], layerNormLevels: true, extract: () => [], dispose: () => {} } as unknown as FeatureExtractor;
   const model = createModel('uflow', { flow_steps: 1 }, fake);
   try {
     const why = unsupportedReason(model);
     assert.match(why ?? '', /^ONNX export does not support the backbone 'cait' yet \(supported: builtin:filters, tfjs:<dir>, resnet18, wide_resnet50_2\)\.$/);
-    assert.throws(() => exportOnnx(model, { mapSize: T, producerVersion: 'test' }), (e: unknown) => e instanceof ExportUnsupportedError && e.message === why);
+    assert.throws(() => exportOnnx(model, { mapSize: 256, producerVersion: 'test' }), (e: unknown) => e instanceof ExportUnsupportedError && e.message === why);
   } finally {
     model.dispose();
   }
