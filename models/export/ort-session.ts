@@ -120,6 +120,7 @@ export class OrtModelSession {
     }
     const map = out.anomaly_map!.data as Float32Array;
     const TT = Th * Tw;
+    if (map.length !== B * TT) throw new Error(`onnxruntime: anomaly_map holds ${map.length} values, expected ${B}×${Th}×${Tw}`);
     const anomaly = Array.from({ length: B }, (_, i) => map.slice(i * TT, (i + 1) * TT));
     for (const t of Object.values(out)) t.dispose?.();
     input.dispose?.();
