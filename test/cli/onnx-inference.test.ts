@@ -4,7 +4,8 @@
  * `--engine tfjs` (same verdicts, scores and metrics within 1e-3, same regions), onnx by default
  * and said so in the JSON, nothing new in the run folder but what evaluate always writes, and the
  * fallback to tfjs with the reason when onnxruntime-node is missing (UFLOW_ORT_DISABLE=1) or an
- * execution provider asked for is not there.
+ * execution provider asked for is not there. A second tiny run at a non-square size (48×64, maps at
+ * 192×256) gives the same metrics, scores and verdicts on both engines.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -114,4 +115,50 @@ test('onnxruntime-node missing (UFLOW_ORT_DISABLE=1): tfjs with the reason; a pr
   assert.match(notice[0]!, /has no coreml execution provider here .*: running on cpu$/);
   samePredictions(on.value, off.value);
   assert.ok(statSync(runDir).isDirectory());
+});
+
+test('a non-square run (48×64, maps 192×256): evaluate and predict on onnx and tfjs give the same metrics, scores and verdicts', { timeout: 180_000 }, async () => {
+  const data2 = join(tmp.dir, 'data-hw');
+  const td2 = join(tmp.dir, 'td-hw');
+  tinyCategory(data2, 'wide', 7);
+  const flags = ['--backbone', 'builtin:filters', '--input-size', '48x64', '--epochs', '2', '--batch', '2', '--lr', '2e-3', '--validate-every', '0'];
+  const t = await cli(['train', '-cat', 'wide', '-data', data2, '-train_dir', td2, ...flags]);
+  assert.equal(t.code, 0, t.stderr);
+  const run = JSON.parse(readFileSync(join(td2, 'runs', /run (\S+) finished/.exec(t.stdout)![1]!, 'run.json'), 'utf8'));
+  assert.deepEqual(run.config.model.input_size, [48, 64]);
+  const run2 = async <T>(args: string[]): Promise<T> => {
+    const r = await cli([...args, '-train_dir', td2, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as T;
+  };
+
+  const ref = await run2<Evaluation>(['evaluate', '-cat', 'wide', '--engine', 'tfjs']);
+  const got = await run2<Evaluation>(['evaluate', '-cat', 'wide', '--engine', 'onnx']);
+  assert.equal(ref.inference?.engine, 'tfjs');
+  assert.equal(got.inference?.engine, 'onnx', JSON.stringify(got.inference));
+  for (const ev of [ref, got]) {
+    assert.deepEqual(ev.targetShape, [192, 256]);
+    assert.equal(ev.targetSize, 256);
+  }
+  assert.equal(got.images.length, ref.images.length);
+  let maxScore = 0;
+  got.images.forEach((x, i) => {
+    const y = ref.images[i]!;
+    assert.equal(x.path, y.path);
+    assert.equal(x.maxNegLogNfa > 0, y.maxNegLogNfa > 0, `${x.path}: verdicts differ`);
+    maxScore = Math.max(maxScore, Math.abs(x.score - y.score));
+  });
+  assert.ok(maxScore <= TOL, `scores differ by ${maxScore}`);
+  for (const k of ['image_auroc', 'pixel_auroc', 'aupro', 'miou'] as const) {
+    assert.ok(Number.isFinite(ref.overall[k] ?? NaN), `${k}: ${ref.overall[k]}`);
+    assert.ok(Math.abs((got.overall[k] ?? NaN) - (ref.overall[k] ?? NaN)) <= TOL, `${k}: onnx ${got.overall[k]}, tfjs ${ref.overall[k]}`);
+  }
+
+  const onnx = await run2<PredictFolderResult>(['predict', '-cat', 'wide', '--engine', 'onnx']);
+  const tfjs = await run2<PredictFolderResult>(['predict', '-cat', 'wide', '--engine', 'tfjs']);
+  assert.equal(onnx.inference.engine, 'onnx');
+  assert.equal(tfjs.inference.engine, 'tfjs');
+  assert.ok(onnx.images.length > 0);
+  samePredictions(onnx, tfjs);
+  console.log(`  48×64: ${got.images.length} images: max |Δ score| ${maxScore.toExponential(2)}; pixel AUROC ${got.overall.pixel_auroc} / ${ref.overall.pixel_auroc}`);
 });

@@ -9,6 +9,7 @@ import { TfjsLayersExtractor } from '../../models/backbones/tfjs-layers.js';
 import { createExtractor } from '../../models/backbones/index.js';
 import { createModel } from '../../models/model-factory.js';
 import { askedProviders } from '../../models/export/ort-session.js';
+import { evaluationSize } from '../../models/size.js';
 import { inferenceFor, parseEngine } from '../../server/onnx-engine.js';
 
 /** The evaluation size of a square input. */
@@ -69,12 +70,31 @@ test('builtin:filters: onnx by default; tfjs when asked (option or UFLOW_INFEREN
     const out = await on.session!.run(new Float32Array(2 * 32 * 32 * 3).fill(0.5), 2);
     assert.deepEqual(out.latents.map((z) => z.shape), [[2, 8, 8, 16], [2, 4, 4, 16], [2, 2, 2, 16]].map(([b, h, w]) => [b, h, w, ex.channels[0]!]));
     assert.equal(out.anomaly.length, 2);
+    assert.deepEqual(out.anomaly.map((a) => a.length), [256 * 256, 256 * 256]);
     await on.session!.release();
 
     assert.deepEqual((await inferenceFor(model, { mapSize: T256, engine: 'tfjs' })).info, { engine: 'tfjs', reason: 'asked for (engine tfjs)' });
     assert.deepEqual((await withEnv({ UFLOW_INFERENCE_ENGINE: 'tfjs' }, () => inferenceFor(model, { mapSize: T256 }))).info, { engine: 'tfjs', reason: 'UFLOW_INFERENCE_ENGINE=tfjs' });
     const off = await withEnv({ UFLOW_ORT_DISABLE: '1', UFLOW_INFERENCE_ENGINE: undefined }, () => inferenceFor(model, { mapSize: T256 }));
     assert.deepEqual(off.info, { engine: 'tfjs', reason: 'onnxruntime-node is disabled (UFLOW_ORT_DISABLE=1)' });
+  } finally {
+    model.dispose();
+    ex.dispose();
+  }
+});
+
+test('a non-square model (32×48): the image input [B, 3, 32, 48], latents at its level sizes, the map at the evaluation size 171×256', async () => {
+  const ex = await createExtractor({ backbone: 'builtin:filters', inputSize: [32, 48] });
+  const model = createModel('fastflow', { flow_steps: 1 }, ex);
+  try {
+    const T = evaluationSize([32, 48]);
+    assert.deepEqual(T, [171, 256]);
+    const on = await withEnv({ UFLOW_INFERENCE_ENGINE: undefined, UFLOW_ORT_PROVIDERS: undefined }, () => inferenceFor(model, { mapSize: T }));
+    assert.equal(on.info.engine, 'onnx');
+    const out = await on.session!.run(new Float32Array(2 * 32 * 48 * 3).fill(0.5), 2);
+    assert.deepEqual(out.latents.map((z) => z.shape.slice(0, 3)), [[2, 8, 12], [2, 4, 6], [2, 2, 3]]);
+    assert.deepEqual(out.anomaly.map((a) => a.length), [171 * 256, 171 * 256]);
+    await on.session!.release();
   } finally {
     model.dispose();
     ex.dispose();
