@@ -68,12 +68,16 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
     runId,
     listed: false,
     owner: ctx.session.id,
-    run: ({ signal }) =>
-      daemon.predictors.use(trainDir, runId, runDirPath, async (predictor) => {
+    run: async ({ signal }) => {
+      // The cache measures tf.memory() before loading: a request that arrives while the tensor
+      // backend still initialises (wasm, at start-up) must wait for it, as uflow/status does.
+      await daemon.engine();
+      return daemon.predictors.use(trainDir, runId, runDirPath, async (predictor) => {
         if (signal.aborted) throw new JobCancelledError();
         const out = await predictor.predict(image.path, { includeRaw });
         return { ...out, imagePath };
-      }, engine === 'auto' ? '' : (engine ?? '')),
+      }, engine === 'auto' ? '' : (engine ?? ''));
+    },
   });
   const sub = ctx.token.onCancellationRequested(() => daemon.jobs.cancel(job.id, 'request cancelled'));
   try {
