@@ -11,8 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { RawTensor, TensorMap } from './io/safetensors.js';
-import { toHW, type HW } from './size.js';
-import { assertExtractorFits, extractWith, levelSizes, type FeatureExtractor } from './backbones/types.js';
+import type { HW } from './size.js';
+import { assertExtractorFits, extractWith, ownLevelConfig, levelSizes, type FeatureExtractor } from './backbones/types.js';
 import { FeatureNorm, FEATURE_NORM_PREFIX } from './backbones/feature-norm.js';
 import type { NamedVariable } from './flows/allinone-block.js';
 import { FastFlowFlows } from './flows/fastflow.js';
@@ -103,13 +103,7 @@ export class FastFlowModel {
 
   constructor(config: FastFlowModelConfig, readonly extractor?: FeatureExtractor) {
     assertExtractorFits('FastFlowModel', config, extractor);
-    this.config = {
-      ...config,
-      inputSize: toHW(config.inputSize),
-      channels: [...config.channels],
-      scaleFactors: [...config.scaleFactors],
-      ...(config.levelSizes ? { levelSizes: config.levelSizes.map(([h, w]) => [h, w] as HW) } : {}),
-    };
+    this.config = ownLevelConfig(config);
     const sizes = this.featureSizes();
     this.flows = new FastFlowFlows({
       channels: config.channels,

@@ -7,8 +7,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorMap } from './io/safetensors.js';
-import { toHW, uflowSizeError, type HW } from './size.js';
-import { assertExtractorFits, extractWith, levelSizes, type FeatureExtractor } from './backbones/types.js';
+import { uflowSizeError, type HW } from './size.js';
+import { assertExtractorFits, extractWith, ownLevelConfig, levelSizes, type FeatureExtractor } from './backbones/types.js';
 import { FeatureNorm, FEATURE_NORM_PREFIX } from './backbones/feature-norm.js';
 import { UFlowGraph, normalizeReferenceKeys } from './flows/uflow-graph.js';
 import type { NamedVariable } from './flows/allinone-block.js';
@@ -57,13 +57,7 @@ export class UFlowModel {
 
   constructor(config: UFlowModelConfig, readonly extractor?: FeatureExtractor) {
     assertExtractorFits('UFlowModel', config, extractor);
-    this.config = {
-      ...config,
-      inputSize: toHW(config.inputSize),
-      channels: [...config.channels],
-      scaleFactors: [...config.scaleFactors],
-      ...(config.levelSizes ? { levelSizes: config.levelSizes.map(([h, w]) => [h, w] as HW) } : {}),
-    };
+    this.config = ownLevelConfig(config);
     const sizes = this.featureSizes();
     const bad = uflowSizeError(config.backbone, this.config.inputSize, config.scaleFactors, sizes);
     if (bad) throw new Error(bad);

@@ -29,6 +29,19 @@ export interface FeatureExtractor {
   dispose(): void;
 }
 
+/** A model's own copy of its level configuration: the input size as [h, w], the arrays copied. */
+export function ownLevelConfig<C extends { channels: readonly number[]; scaleFactors: readonly number[]; inputSize: SizeInput; levelSizes?: readonly (readonly [number, number])[] }>(
+  config: C,
+): C & { inputSize: HW } {
+  return {
+    ...config,
+    inputSize: toHW(config.inputSize),
+    channels: [...config.channels],
+    scaleFactors: [...config.scaleFactors],
+    ...(config.levelSizes ? { levelSizes: config.levelSizes.map(([h, w]) => [h, w] as HW) } : {}),
+  };
+}
+
 /** Throws when a model configured for `config`'s levels is given a backbone that produces others. */
 export function assertExtractorFits(
   model: string,

@@ -24,20 +24,11 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { requireBuild, SERVER, tempDir } from './harness.js';
 import { RawClient } from './raw-client.js';
-import { writeTinyCategory } from './fixtures.js';
+import { rng, writeTinyCategory } from './fixtures.js';
 import { cli } from '../cli/cli-helpers.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
 
 /** The oracle: what the daemon must do with this body (JSON-RPC 2.0 §4–5, LSP base protocol: no batches). */
 function classify(body: Buffer): { kind: 'parse' | 'invalid' | 'request' | 'silent'; id?: string | number } {
