@@ -9,6 +9,7 @@ import {
   type DatasetInfo,
   type DownloadModelsResult,
   type Evaluation,
+  type ExportResult,
   type ModelKind,
   type RunInfo,
   type TrainParams,
@@ -345,6 +346,55 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     return result;
   };
 
+  /**
+   * A run's model as one ONNX file (uflow/export): the run from the Runs view or a quick pick, the
+   * file from a save dialog (default <run folder>/model.onnx; `opts.out` skips the dialog). A
+   * refusal is shown as the daemon's sentence.
+   */
+  const exportOnnx = async (arg?: unknown, opts: { out?: string } = {}): Promise<ExportResult | undefined> => {
+    const runId = runIdOf(arg);
+    const exportable = (r: RunInfo) => r.epochsDone > 0;
+    const run = runId
+      ? (await listRuns(daemon)).find((r) => r.runId === runId)
+      : await pickRun(daemon, {
+          title: 'Export which run to ONNX?',
+          filter: exportable,
+          empty: 'No trained U-Flow run in this workspace yet: right-click a dataset folder and choose Train U-Flow.',
+        });
+    if (!run) {
+      if (runId) void vscode.window.showErrorMessage(`U-Flow: no run '${runId}' in this workspace.`);
+      return undefined;
+    }
+    let out = opts.out;
+    if (!out) {
+      const target = await vscode.window.showSaveDialog({
+        title: `Export ${run.category} (${run.runId}) to ONNX`,
+        defaultUri: vscode.Uri.file(`${run.dir}/model.onnx`),
+        filters: { 'ONNX model': ['onnx'] },
+        saveLabel: 'Export',
+      });
+      if (!target) return undefined;
+      out = target.fsPath;
+    }
+    let result: ExportResult;
+    try {
+      result = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `U-Flow: exporting ${run.category} (${run.model}) to ONNX`, cancellable: true },
+        (_progress, token) => daemon.request<ExportResult>(Methods.export, { runId: run.runId, out }, token),
+      );
+    } catch (e) {
+      if (isCancellation(e)) return undefined;
+      const sentence = errorMessage(e).replace(/^uflow\/export: /, '');
+      void vscode.window.showErrorMessage(`U-Flow: ${sentence}`, 'Show Log').then((a) => a && daemon.output.show());
+      return undefined;
+    }
+    const name = result.path.split(/[\\/]/).pop() ?? result.path;
+    void vscode.window.showInformationMessage(`Exported ${name} (${formatBytes(result.bytes)})`, 'Reveal').then((a) => {
+      if (a) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(result.path));
+    });
+    return result;
+  };
+
   return [
     reg('uflow.train', (uri?: vscode.Uri, all?: vscode.Uri[], opts?: TrainOptions) => train('uflow', uri, all, opts)),
     reg('uflow.trainFastflow', (uri?: vscode.Uri, all?: vscode.Uri[], opts?: TrainOptions) => train('fastflow', uri, all, opts)),
@@ -353,6 +403,7 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     reg('uflow.predictImage', predictImage),
     reg('uflow.openResults', openResults),
     reg('uflow.compareRuns', compareRuns),
+    reg('uflow.exportOnnx', exportOnnx),
     reg('uflow.cancelTraining', cancelTraining),
     reg('uflow.showRuns', async () => {
       ctx.tracker.clearInterrupted();
@@ -370,6 +421,19 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
       return undefined;
     }),
   ];
+}
+
+/** A byte count as people read it: 812 B, 14.2 KB, 3.4 MB (powers of 1024). */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
 
 function activeTabUri(): vscode.Uri | undefined {

@@ -553,7 +553,7 @@ export function buildParser(args: string[]): Argv {
       ),
     ),
   );
-  y.command('doctor', 'tensor engine, device, versions, and why faster backends were skipped', (c) => commonBackend(c.option('json', { type: 'boolean', default: false })));
+  y.command('doctor', 'tensor engine, device, versions, why faster backends were skipped, and whether onnxruntime-node loads (version, execution providers)', (c) => commonBackend(c.option('json', { type: 'boolean', default: false })));
   y.command('demo', 'generate the demo dataset, train U-Flow on it, evaluate, and write report.html', (c) =>
     commonBackend(
       c.option('dir', { type: 'string', requiresArg: true, default: './uflow-demo', describe: 'where the dataset, runs and report go' }).option('epochs', { type: 'number', requiresArg: true, describe: 'override the demo epochs' }),

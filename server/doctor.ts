@@ -1,7 +1,12 @@
-/** `uflow doctor`: versions, machine, and a self-test of the tensor engine. */
+/**
+ * `uflow doctor`: versions, machine, a self-test of the tensor engine, and whether onnxruntime-node
+ * (the default inference engine of predict and evaluate) loads: its version and execution
+ * providers, or why not. onnxruntime-node is optional (tfjs takes over): it does not make doctor fail.
+ */
 import * as tf from '@tensorflow/tfjs-core';
 import { cpus, totalmem } from 'node:os';
 import { describeEngine, initEngine, type EngineInfo } from '../models/engine.js';
+import { loadOrt, ortVersion } from '../models/export/ort-session.js';
 import { versions } from './job-common.js';
 
 export interface DoctorReport {
@@ -9,7 +14,30 @@ export interface DoctorReport {
   text: string;
   engine?: EngineInfo;
   versions: Record<string, string>;
+  /** onnxruntime-node: its version and execution providers, or why it did not load. */
+  onnxruntime: OrtReport;
   error?: string;
+}
+
+export type OrtReport = { loaded: true; version: string; providers: string[] } | { loaded: false; reason: string };
+
+/** Whether onnxruntime-node loads here, with its version and the execution providers this build has. */
+export async function ortReport(env: NodeJS.ProcessEnv = process.env): Promise<OrtReport> {
+  const r = await loadOrt(env);
+  if ('reason' in r) return { loaded: false, reason: r.reason };
+  let providers: string[];
+  try {
+    providers = r.ort.listSupportedBackends().map((b) => b.name);
+  } catch (e) {
+    return { loaded: false, reason: `onnxruntime-node loaded but could not list its execution providers (${(e as Error)?.message ?? String(e)})` };
+  }
+  return { loaded: true, version: ortVersion(r.ort), providers };
+}
+
+export function describeOrt(r: OrtReport): string {
+  return r.loaded
+    ? `onnxruntime-node ${r.version} · execution providers in this build: ${r.providers.join(', ') || '(none listed)'}`
+    : `onnxruntime-node: not available: ${r.reason} (predict and evaluate use tfjs)`;
 }
 
 export async function doctor(opts: { backend?: string } = {}): Promise<DoctorReport> {
@@ -24,10 +52,14 @@ export async function doctor(opts: { backend?: string } = {}): Promise<DoctorRep
     const val = (await y.data())[0];
     y.dispose();
     lines.push(`self-test: conv2d ok (${val}) in ${(performance.now() - t0).toFixed(1)} ms`);
-    return { ok: true, text: lines.join('\n'), engine, versions: v };
+    const onnxruntime = await ortReport();
+    lines.push(describeOrt(onnxruntime));
+    return { ok: true, text: lines.join('\n'), engine, versions: v, onnxruntime };
   } catch (e) {
     const msg = (e as Error).message;
     lines.push(`engine: ${msg}`);
-    return { ok: false, text: lines.join('\n'), versions: v, error: msg };
+    const onnxruntime = await ortReport();
+    lines.push(describeOrt(onnxruntime));
+    return { ok: false, text: lines.join('\n'), versions: v, onnxruntime, error: msg };
   }
 }

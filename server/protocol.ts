@@ -291,7 +291,7 @@ export interface StatusResult {
 
 export interface JobInfo {
   jobId: string;
-  kind: 'train' | 'evaluate' | 'predict' | 'download';
+  kind: 'train' | 'evaluate' | 'predict' | 'download' | 'export';
   runId?: string;
   state: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
   /** Position in the training queue (0 = running). */
@@ -358,6 +358,36 @@ export interface DownloadModelsParams {
   metrics?: Array<'auc' | 'pro' | 'miou'>;
 }
 
+export interface ExportParams {
+  runId: string;
+  /** Output file, an absolute path inside the client's folders (default: <run folder>/model.onnx). */
+  out?: string;
+}
+
+/** One input or output of the exported graph. */
+export interface ExportIo {
+  name: string;
+  shape: Array<number | string>;
+  description: string;
+}
+
+/** Result of `uflow/export`: the file written and what it holds (as `uflow export` prints it). */
+export interface ExportResult {
+  runId: string;
+  /** The file written. */
+  path: string;
+  /** Its size in bytes. */
+  bytes: number;
+  /** The checkpoint exported. */
+  checkpoint: string;
+  inputs: ExportIo[];
+  outputs: ExportIo[];
+  /** The model's metadata_props (input size, normalisation, threshold, calibration, run, …). */
+  metadata: Record<string, string>;
+  nodes: number;
+  parameters: number;
+}
+
 export interface DownloadModelsResult {
   files: Array<{ path: string; sha256: string; bytes: number; skipped: boolean }>;
 }
@@ -377,7 +407,7 @@ export interface DownloadModelsResult {
  *   a message naming the parameter.
  * - Trainings run one at a time (the others queued, with `position`); evaluations one at a time
  *   alongside a training; predictions one at a time between the steps of both. `uflow/train`
- *   answers at once; `uflow/evaluate`, `uflow/predict` and `uflow/downloadModels` answer when done
+ *   answers at once; `uflow/evaluate`, `uflow/predict`, `uflow/export` and `uflow/downloadModels` answer when done
  *   and stop on `$/cancelRequest` (ErrorCodes.Cancelled). `uflow/cancel` stops any job listed in
  *   `uflow/status`; `window/workDoneProgress/cancel` stops the job behind a progress token.
  * - Progress: `$/progress` on the request's `workDoneToken`, else on a token the daemon creates
@@ -392,6 +422,8 @@ export const Methods = {
   runs: 'uflow/runs',
   cancel: 'uflow/cancel',
   downloadModels: 'uflow/downloadModels',
+  /** A run's model as one ONNX file (`uflow export`); answers when written. */
+  export: 'uflow/export',
   /** notification daemon → client */
   trainingUpdate: 'uflow/trainingUpdate',
   /** notification daemon → client: a job ended (done, failed or cancelled). */

@@ -5,6 +5,7 @@ import type { Handler } from './context.js';
 import { inspectDataset } from './dataset.js';
 import { downloadModels } from './download.js';
 import { evaluate } from './evaluate.js';
+import { exportModel } from './export.js';
 import { predict } from './predict.js';
 import { runs } from './runs.js';
 import { status } from './status.js';
@@ -19,4 +20,5 @@ export const handlers: Record<string, Handler> = {
   [Methods.runs]: runs,
   [Methods.cancel]: cancel,
   [Methods.downloadModels]: downloadModels,
+  [Methods.export]: exportModel,
 };

@@ -83,9 +83,13 @@ test('bad datasets and configs exit 1 with a message that names the path and the
   assert.match(noRun.stderr, /no run 'demo_tile-uflow-20200101-000000-abcd'/);
 });
 
-test('doctor reports the engine and a self-test', async () => {
+test('doctor reports the engine, a self-test, and onnxruntime-node (version and providers, or why it does not load)', async () => {
   const r = await cli(['doctor']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /backend: wasm/);
   assert.match(r.stdout, /self-test: conv2d ok/);
+  assert.match(r.stdout, /^onnxruntime-node \d+\.\d+\.\d+ · execution providers in this build: .*\bcpu\b/m);
+  const off = await cli(['doctor'], { env: { UFLOW_ORT_DISABLE: '1' } });
+  assert.equal(off.code, 0, off.stderr);
+  assert.match(off.stdout, /^onnxruntime-node: not available: onnxruntime-node is disabled \(UFLOW_ORT_DISABLE=1\)/m);
 });

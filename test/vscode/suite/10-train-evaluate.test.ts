@@ -1,8 +1,9 @@
 import * as assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { Evaluation, JobEnded, RunInfo, TrainResult } from '../../../server/protocol.js';
+import type { Evaluation, ExportResult, JobEnded, RunInfo, TrainResult } from '../../../server/protocol.js';
 import { api, demoCategory, until, waitForEvent } from './util.js';
 
 /** Shared with the later suites: the run trained here. */
@@ -84,6 +85,22 @@ describe('train and evaluate the demo dataset by command', function () {
     assert.ok(p.panel.webview.options.enableScripts);
     assert.match(p.panel.webview.html, /Content-Security-Policy/);
     assert.match(p.panel.webview.html, /script-src 'nonce-/);
+  });
+
+  it('exports the run to ONNX by command (uflow/export); an output outside the workspace is refused', async () => {
+    const a = await api();
+    const run = (await a.runsTree.getChildren()).find((n) => n.kind === 'run' && n.run.runId === runId);
+    assert.ok(run && run.kind === 'run');
+    const out = join(run.run.dir, 'exported.onnx');
+    // The tree node is what the Runs view's context menu passes.
+    const res = await vscode.commands.executeCommand<ExportResult>('uflow.exportOnnx', run, { out });
+    assert.ok(res, 'uflow.exportOnnx returned the export');
+    assert.equal(res.path, out);
+    assert.equal(statSync(out).size, res.bytes);
+    assert.equal(res.metadata.run_id, runId);
+    const outside = join(tmpdir(), `uflow-export-outside-${process.pid}.onnx`);
+    assert.equal(await vscode.commands.executeCommand('uflow.exportOnnx', runId, { out: outside }), undefined);
+    assert.equal(existsSync(outside), false);
   });
 
   it('cancels a running training by command; the run ends cancelled', async () => {
