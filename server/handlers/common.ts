@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ResponseError } from 'vscode-languageserver/node.js';
-import { JobCancelledError } from '../jobs.js';
+import { JobCancelledError, type Job, type JobQueue } from '../jobs.js';
 import { isSafeRunId, RpcError, trainDirOf } from '../paths.js';
 import { ErrorCodes } from '../protocol.js';
 import { PipelineError, readRun, runsRoot, type StoredRun } from '../runs.js';
@@ -55,4 +55,21 @@ export function errorCodeOf(e: unknown): number {
   if (e instanceof RpcError) return e.code;
   if (e instanceof PipelineError) return pipelineCode(e);
   return ErrorCodes.JobFailed;
+}
+
+/**
+ * A request answered by its job: the job's value, or its end as an RPC error (Cancelled, or the
+ * failure's code and message prefixed with the method). Cancelling the request cancels the job.
+ */
+export async function answerWhenEnded<T>(ctx: RequestContext, jobs: JobQueue, job: Job<T>): Promise<T> {
+  const m = ctx.method;
+  const sub = ctx.token.onCancellationRequested(() => jobs.cancel(job.id, 'request cancelled'));
+  try {
+    const end = await job.ended;
+    if (end.state === 'done' && end.value) return end.value;
+    if (end.state === 'cancelled') throw new RpcError(ErrorCodes.Cancelled, `${m}: cancelled`);
+    throw new RpcError(errorCodeOf(end.thrown), end.error?.startsWith(m) ? end.error : `${m}: ${end.error ?? 'failed'}`);
+  } finally {
+    sub.dispose();
+  }
 }

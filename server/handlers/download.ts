@@ -7,7 +7,7 @@
 import { CHECKPOINT_METRICS, downloadModels as fetchModels, MVTEC_CATEGORIES, type CheckpointMetric, type ModelProgress } from '../pretrained.js';
 import { RpcError, trainDirOf } from '../paths.js';
 import { ErrorCodes, type DownloadModelsResult } from '../protocol.js';
-import { errorCodeOf } from './common.js';
+import { answerWhenEnded } from './common.js';
 import type { RequestContext } from './context.js';
 import { invalid, optBool, optPath, optStringArray, optToken, paramsObject } from './params.js';
 
@@ -60,13 +60,5 @@ export async function downloadModels(params: unknown, ctx: RequestContext): Prom
     },
   });
   void reporterP.then((r) => r?.begin(title, jobs.positionOf(job) > 0 ? 'queued' : 'starting', 0, true));
-  const sub = ctx.token.onCancellationRequested(() => jobs.cancel(job.id, 'request cancelled'));
-  try {
-    const end = await job.ended;
-    if (end.state === 'done' && end.value) return end.value;
-    if (end.state === 'cancelled') throw new RpcError(ErrorCodes.Cancelled, `${m}: cancelled`);
-    throw new RpcError(errorCodeOf(end.thrown), end.error?.startsWith(m) ? end.error : `${m}: ${end.error ?? 'failed'}`);
-  } finally {
-    sub.dispose();
-  }
+  return answerWhenEnded(ctx, jobs, job);
 }

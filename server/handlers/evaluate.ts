@@ -10,7 +10,7 @@ import { evaluate as runEvaluation } from '../evaluate.js';
 import { realpathLoose, RpcError } from '../paths.js';
 import { ErrorCodes, type Evaluation, type EvaluateResult } from '../protocol.js';
 import { RUN_FILES, type StoredRun } from '../runs.js';
-import { errorCodeOf, locateRun } from './common.js';
+import { answerWhenEnded, locateRun } from './common.js';
 import type { RequestContext } from './context.js';
 import { optBool, optEnum, optPath, optToken, paramsObject, reqString } from './params.js';
 import { parseEngine } from '../onnx-engine.js';
@@ -105,13 +105,6 @@ export async function evaluate(params: unknown, ctx: RequestContext): Promise<Ev
     },
   });
   void reporterP.then((r) => r?.begin(title, jobs.positionOf(job) > 0 ? 'queued' : 'starting', 0, true));
-  const sub = ctx.token.onCancellationRequested(() => jobs.cancel(job.id, 'request cancelled'));
-  try {
-    const end = await job.ended;
-    if (end.state === 'done' && end.value) return cached ? { ...end.value, cached: true } : end.value;
-    if (end.state === 'cancelled') throw new RpcError(ErrorCodes.Cancelled, `${m}: cancelled`);
-    throw new RpcError(errorCodeOf(end.thrown), end.error?.startsWith(m) ? end.error : `${m}: ${end.error ?? 'failed'}`);
-  } finally {
-    sub.dispose();
-  }
+  const value = await answerWhenEnded(ctx, jobs, job);
+  return cached ? { ...value, cached: true } : value;
 }

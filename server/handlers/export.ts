@@ -13,7 +13,7 @@ import { JobCancelledError } from '../jobs.js';
 import { RpcError } from '../paths.js';
 import { guardRunPaths } from '../path-guard.js';
 import { ErrorCodes, type ExportResult } from '../protocol.js';
-import { errorCodeOf, locateRun } from './common.js';
+import { answerWhenEnded, locateRun } from './common.js';
 import type { RequestContext } from './context.js';
 import { optPath, paramsObject, reqString } from './params.js';
 
@@ -44,13 +44,5 @@ export async function exportModel(params: unknown, ctx: RequestContext): Promise
       return exportRun({ trainDir, runId, out, backend: daemon.backend });
     },
   });
-  const sub = ctx.token.onCancellationRequested(() => daemon.jobs.cancel(job.id, 'request cancelled'));
-  try {
-    const end = await job.ended;
-    if (end.state === 'done' && end.value) return end.value;
-    if (end.state === 'cancelled') throw new RpcError(ErrorCodes.Cancelled, `${m}: cancelled`);
-    throw new RpcError(errorCodeOf(end.thrown), end.error?.startsWith(m) ? end.error : `${m}: ${end.error ?? 'failed'}`);
-  } finally {
-    sub.dispose();
-  }
+  return answerWhenEnded(ctx, daemon.jobs, job);
 }

@@ -9,7 +9,7 @@ import { newestFinishedRun, newestUsableRun } from '../runs.js';
 import { RpcError, trainDirOf } from '../paths.js';
 import { ErrorCodes, type Prediction } from '../protocol.js';
 import { JobCancelledError } from '../jobs.js';
-import { errorCodeOf, locateRun } from './common.js';
+import { answerWhenEnded, locateRun } from './common.js';
 import type { RequestContext } from './context.js';
 import { optBool, optEnum, optString, paramsObject, reqPath } from './params.js';
 import { guardRunPaths } from '../path-guard.js';
@@ -79,13 +79,5 @@ export async function predict(params: unknown, ctx: RequestContext): Promise<Pre
       }, engine === 'auto' ? '' : (engine ?? ''));
     },
   });
-  const sub = ctx.token.onCancellationRequested(() => daemon.jobs.cancel(job.id, 'request cancelled'));
-  try {
-    const end = await job.ended;
-    if (end.state === 'done' && end.value) return end.value;
-    if (end.state === 'cancelled') throw new RpcError(ErrorCodes.Cancelled, `${m}: cancelled`);
-    throw new RpcError(errorCodeOf(end.thrown), end.error?.startsWith(m) ? end.error : `${m}: ${end.error ?? 'failed'}`);
-  } finally {
-    sub.dispose();
-  }
+  return answerWhenEnded(ctx, daemon.jobs, job);
 }
