@@ -15,7 +15,8 @@ import { regionsOf, thresholdSummary } from '../models/train/threshold-report.js
 import { summaryOf, type CalibrationEntry } from './calibration.js';
 import { datasetForJob, type DatasetReportHooks } from './dataset-report.js';
 import type { SplitItem } from '../models/data/dataset.js';
-import { drawContour, encodePng, heatmapPng, loadImageForModel, overlayHeatmap, type RawImage } from '../models/data/images.js';
+import { loadImageForModel, type RawImage } from '../models/data/images.js';
+import { drawContour, encodePng, heatmapPng, overlayHeatmap } from '../models/data/render.js';
 import { METRIC_NAMES, PipelineError, RUN_FILES, type SelectionMetric } from './runs.js';
 import { asPipelineError, ensureEngine, pickRun, evaluationDataset } from './job-common.js';
 import { extractorId, buildExtractor, tensorImageLoader, targetSizeOf, loadValidationData, loadTestMasks, holdoutItems, calibrationFor, checkpointsFor, loadCheckpointChecked, nfaRange, type ValidationData } from './run-model.js';

@@ -19,7 +19,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { atomicWriteFile, atomicWriteJson } from '../io/atomic.js';
-import { encodePng } from './images.js';
+import { encodePng } from './render.js';
 import { mulberry32 } from '../flows/rng.js';
 
 export type DemoDefect = 'scratch' | 'stain' | 'hole';

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodePng } from '../../models/data/images.js';
+import { encodePng } from '../../models/data/render.js';
 import { datasetFingerprint, detectLayout, inspectDataset, listSplit } from '../../models/data/dataset.js';
 import type { DatasetProblem } from '../../server/protocol.js';
 

@@ -5,26 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import {
-  colorize,
-  colormapRgb,
-  decodeBmp,
-  decodeImage,
-  drawContour,
-  encodePng,
-  heatmapPng,
-  isImagePath,
-  loadImageForModel,
-  loadMask,
-  maskPng,
-  overlayHeatmap,
-  pngDataUri,
-  readImageHeader,
-  resizeBilinearFloat,
-  resizeNearest,
-  resizePilBilinear,
-  sniffFormat,
-} from '../../models/data/images.js';
+import { decodeBmp, decodeImage, isImagePath, loadImageForModel, loadMask, readImageHeader, resizeBilinearFloat, resizeNearest, resizePilBilinear, sniffFormat } from '../../models/data/images.js';
+import { colorize, colormapRgb, drawContour, encodePng, heatmapPng, maskPng, overlayHeatmap, pngDataUri } from '../../models/data/render.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'uflow-images-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));

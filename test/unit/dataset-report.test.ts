@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { encodePng } from '../../models/data/images.js';
+import { encodePng } from '../../models/data/render.js';
 import { buildDatasetReport, minImageSide } from '../../models/data/dataset-report.js';
 import { listSplit } from '../../models/data/dataset.js';
 import { fsErrorSentence, isErrnoError } from '../../models/io/fs-errors.js';
