@@ -18,6 +18,7 @@ import { inferenceFor } from '../server/onnx-engine.js';
 import { pickRun } from '../server/job-common.js';
 import { buildExtractor, loadCheckpointChecked, predictorCheckpoint } from '../server/run-model.js';
 import { evaluationSize, formatSize, parseSize, toHW } from '../models/size.js';
+import { record } from './report.js';
 
 const args = process.argv.slice(2);
 const str = (name: string, dflt: string): string => {
@@ -45,7 +46,7 @@ async function timed(fn: () => Promise<void>): Promise<number> {
   return median(ts);
 }
 
-const engine = await initEngine({ backend: str('backend', 'wasm') });
+const engine = await initEngine({ backend: str('backend', process.env.UFLOW_BACKEND ?? 'wasm') });
 console.log(describeEngine(engine));
 let extractor: FeatureExtractor;
 let model: AnomalyModel;
@@ -86,6 +87,12 @@ const onnxMs = await timed(async () => {
 });
 console.log(`${what}, batch 1, ${warmup} warm-up + ${steps} timed (median); latents and the ${T[0]}×${T[1]} map read back, NFA excluded`);
 console.log(`inference per image: tfjs (${engine.backend}) ${tfjsMs.toFixed(1)} ms, onnxruntime-node (${session.providers.join(', ')}) ${onnxMs.toFixed(1)} ms, ratio tfjs/onnx ×${(tfjsMs / onnxMs).toFixed(2)}`);
+record({
+  name: `inference per image, ${what}, backbone + flow + ${T[0]}×${T[1]} map, batch 1`,
+  ours: { value: onnxMs, unit: 'ms' },
+  reference: { value: tfjsMs, unit: 'ms', what: `tfjs ${engine.backend} (the same model; the fallback engine)` },
+  backend: `onnxruntime-node ${session.providers.join(', ')}`,
+});
 await session.release();
 model.dispose();
 extractor.dispose();
