@@ -142,7 +142,7 @@ export function benchName(file = process.argv[1] ?? 'unknown'): string {
 
 /** Appends one figure to UFLOW_BENCH_RECORD (one JSON line); does nothing when it is unset. */
 export function record(input: RecordInput): BenchRecord {
-  const r = makeRecord(input, process.env.UFLOW_BENCH_NAME ?? benchName());
+  const r = makeRecord(input, process.env.UFLOW_BENCH_NAME || benchName());
   const file = process.env.UFLOW_BENCH_RECORD;
   if (file) appendFileSync(file, JSON.stringify(r) + '\n');
   return r;

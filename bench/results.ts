@@ -107,7 +107,8 @@ export function targetLines(entries: BenchRecord[]): string[] {
     for (const r of rs) {
       const fig = t.kind === 'ratio' ? (r.ratio === null ? 'no reference' : `${num(r.ratio)}×`) : `${num(r.ours.value)} ${r.ours.unit}`;
       const verdict = r.met === null ? 'not judged (no reference in this run)' : r.met ? 'met' : `missed by ${num(r.missedBy!)}×`;
-      lines.push(`${t.text}: ${verdict} (${fig}; ${r.name}, ${r.backend}, ${r.date.slice(0, 10)})`);
+      const caveats = [r.load >= r.machine.cores ? `load ${r.load.toFixed(1)} on ${r.machine.cores} cores: not an idle-machine figure` : '', r.options ? `options ${r.options}` : ''].filter(Boolean);
+      lines.push(`${t.text}: ${verdict} (${fig}; ${r.name}, ${r.backend}, ${r.date.slice(0, 10)})${caveats.length ? ` [${caveats.join('; ')}]` : ''}`);
     }
   }
   return lines;
