@@ -129,7 +129,7 @@ export function formatTable(entries: BenchRecord[]): string {
   for (const r of entries) {
     const ref = r.reference ? `${r.reference.what}: ${num(r.reference.value)} ${r.reference.unit}` : '';
     const when = `${r.date.slice(0, 10)}, load ${r.load.toFixed(1)}${r.options ? `, \`${r.options}\`` : ''}`;
-    rows.push(`| ${cell(r.name)} (\`${r.bench}\`) | ${num(r.ours.value)} ${r.ours.unit} | ${cell(ref)} | ${formatRatio(r.ratio)} | ${cell(formatTarget(r))} | ${cell(r.backend)} | ${when} |`);
+    rows.push(`| ${cell(r.name)} (\`${r.bench}\`) | ${num(r.ours.value)} ${r.ours.unit}${r.note ? ` (${cell(r.note)})` : ''} | ${cell(ref)} | ${formatRatio(r.ratio)} | ${cell(formatTarget(r))} | ${cell(r.backend)} | ${when} |`);
   }
   const machines = [...new Set(entries.map((r) => machineText(r.machine)))];
   return [...rows, '', `Machine${machines.length > 1 ? 's' : ''}: ${machines.join('; ') || 'none recorded'}. Load is the 1-minute load average when the figure was taken.`].join('\n');
