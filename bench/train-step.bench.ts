@@ -31,8 +31,9 @@ const warmup = opt('warmup', 1);
 const batch = opt('batch', 8);
 const backendIdx = args.indexOf('--backend');
 const backend = backendIdx >= 0 ? args[backendIdx + 1]! : (process.env.UFLOW_BACKEND ?? 'wasm');
-// Two workers (what training uses on ≥ 2 cores) are measured unless --no-parallel.
-const parallel = !args.includes('--no-parallel') && availableParallelism() >= 2;
+// Two wasm workers (what training uses on wasm with ≥ 2 cores) are measured unless --no-parallel
+// or another backend is asked for (training on a GPU or native backend runs on one thread).
+const parallel = !args.includes('--no-parallel') && availableParallelism() >= 2 && backend === 'wasm';
 
 const channels = [64, 128, 256];
 const scaleFactors = [4, 8, 16];
