@@ -83,6 +83,11 @@ const num = (v: number): string => {
   return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toPrecision(2);
 };
 
+/** A time for the table: ms from 10 s up shown in s. */
+export function formatTime(f: { value: number; unit: string }): string {
+  return f.unit === 'ms' && f.value >= 10_000 ? `${num(f.value / 1000)} s` : `${num(f.value)} ${f.unit}`;
+}
+
 export function formatRatio(r: number | null): string {
   if (r === null || !Number.isFinite(r)) return '';
   return r >= 1 ? `${num(r)}×` : `${r.toPrecision(2)}× (${num(1 / r)}× faster)`;
@@ -127,9 +132,9 @@ export function formatTable(entries: BenchRecord[]): string {
     '|---|---|---|---|---|---|---|',
   ];
   for (const r of entries) {
-    const ref = r.reference ? `${r.reference.what}: ${num(r.reference.value)} ${r.reference.unit}` : '';
+    const ref = r.reference ? `${r.reference.what}: ${formatTime(r.reference)}` : '';
     const when = `${r.date.slice(0, 10)}, load ${r.load.toFixed(1)}${r.options ? `, \`${r.options}\`` : ''}`;
-    rows.push(`| ${cell(r.name)} (\`${r.bench}\`) | ${num(r.ours.value)} ${r.ours.unit}${r.note ? ` (${cell(r.note)})` : ''} | ${cell(ref)} | ${formatRatio(r.ratio)} | ${cell(formatTarget(r))} | ${cell(r.backend)} | ${when} |`);
+    rows.push(`| ${cell(r.name)} (\`${r.bench}\`) | ${formatTime(r.ours)}${r.note ? ` (${cell(r.note)})` : ''} | ${cell(ref)} | ${formatRatio(r.ratio)} | ${cell(formatTarget(r))} | ${cell(r.backend)} | ${when} |`);
   }
   const machines = [...new Set(entries.map((r) => machineText(r.machine)))];
   return [...rows, '', `Machine${machines.length > 1 ? 's' : ''}: ${machines.join('; ') || 'none recorded'}. Load is the 1-minute load average when the figure was taken.`].join('\n');

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { judge, makeRecord, timeRatio, type BenchRecord } from '../../bench/report.js';
-import { formatRatio, formatTable, mergeResults, parseRecordLines, readResults, replaceTable, TABLE_END, TABLE_START, targetLines, writeResults } from '../../bench/results.js';
+import { formatRatio, formatTable, formatTime, mergeResults, parseRecordLines, readResults, replaceTable, TABLE_END, TABLE_START, targetLines, writeResults } from '../../bench/results.js';
 
 const rec = (name: string, bench: string, date: string, value = 1, backend = 'tfjs wasm'): BenchRecord => ({ ...makeRecord({ name, ours: { value, unit: 'ms' }, backend }, bench, date) });
 
@@ -72,6 +72,9 @@ test('table: one row per figure with ratio, verdict and machine; README markers 
   assert.equal(formatRatio(5.754), '5.75×');
   assert.equal(formatRatio(1.9 / 339), '0.0056× (178× faster)');
   assert.equal(formatRatio(null), '');
+  assert.equal(formatTime({ value: 238_000, unit: 'ms' }), '238 s');
+  assert.equal(formatTime({ value: 9_999, unit: 'ms' }), '9999 ms');
+  assert.equal(formatTime({ value: 2.14, unit: 's' }), '2.14 s');
   const step = makeRecord({ name: 'step | pipe', ours: { value: 2503, unit: 'ms' }, reference: { value: 435, unit: 'ms', what: 'PyTorch 1.13 CPU' }, target: 'train-step', backend: 'tfjs wasm' }, 'train-step', '2026-01-01T00:00:00Z');
   const t = formatTable([step]);
   const rows = t.split('\n').filter((l) => l.startsWith('| step'));
