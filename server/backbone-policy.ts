@@ -118,7 +118,7 @@ export async function probeWeights(name: string, o: ProbeOptions = {}): Promise<
     const err = e as { name?: string; cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> }; message?: string };
     const code =
       err.name === 'TimeoutError' || err.name === 'AbortError'
-        ? `no answer in ${(timeoutMs / 1000).toFixed(0)} s`
+        ? `no answer in ${+(timeoutMs / 1000).toFixed(1)} s`
         : (err.cause?.code ?? err.cause?.errors?.[0]?.code ?? err.cause?.message ?? err.message ?? String(e));
     return { state: 'unavailable', path, url, why: `${endpoint} cannot be reached: ${code}` };
   }

@@ -24,12 +24,8 @@ export const BUNDLED_MOBILENET_RANGE = [-1, 1] as const;
  */
 export function bundledBackboneDir(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [
-    join(here, 'backbones', BUNDLED_MOBILENET_FOLDER),
-    join(here, '..', 'dist', 'backbones', BUNDLED_MOBILENET_FOLDER),
-    join(here, '..', '..', 'assets', 'backbones', BUNDLED_MOBILENET_FOLDER),
-    join(here, '..', 'assets', 'backbones', BUNDLED_MOBILENET_FOLDER),
-  ];
+  // dist/cli.js, dist/server.js (and the .vsix's dist/): dist/backbones/…; models/backbones/bundled.ts: assets/backbones/….
+  const candidates = [join(here, 'backbones', BUNDLED_MOBILENET_FOLDER), join(here, '..', '..', 'assets', 'backbones', BUNDLED_MOBILENET_FOLDER)];
   for (const c of candidates) if (existsSync(join(c, 'model.json'))) return c;
   throw new Error(`the bundled backbone ${BUNDLED_MOBILENET} is missing (looked in ${candidates.join(', ')}): rebuild with \`node esbuild.mjs\`, which copies assets/backbones into dist/`);
 }
