@@ -316,6 +316,8 @@ export interface StatusResult {
   uptimeSeconds?: number;
   /** The daemon's process id. */
   pid?: number;
+  /** What `backbone: auto` would choose for a U-Flow run (no input_size set) on this engine, and why. */
+  autoBackbone?: AutoBackboneChoice;
 }
 
 export interface JobInfo {
