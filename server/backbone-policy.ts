@@ -57,6 +57,7 @@ export function chooseBackbone(i: PolicyInput): AutoBackboneChoice {
   const engine = `${i.backend} (${gpu ? 'GPU' : 'CPU'})`;
   const kept = i.inputSize !== undefined ? sizeForConfig(i.inputSize) : undefined;
   const sizeNote = kept !== undefined ? `, input_size ${formatSize(kept)} from the config` : '';
+  const at = (size: number) => formatSize(kept ?? size);
   const ok = (a?: Availability) => a !== undefined && a.state !== 'unavailable';
   const choice = (backbone: string, size: SizeInput, reason: string, notice?: string): AutoBackboneChoice => ({
     backbone,
@@ -78,12 +79,12 @@ export function chooseBackbone(i: PolicyInput): AutoBackboneChoice {
           : `mcait takes 448 only${sizeNote}`
         : 'FastFlow'
       : 'a CPU engine (MS-CaiT at 448 would take about an hour of features per 200 images)';
-    return choice('resnet18', 256, `engine ${engine}: ResNet-18 at 256 (${why}), its weights ${where(r18!)}${sizeNote}`);
+    return choice('resnet18', 256, `engine ${engine}: ResNet-18 at ${at(256)} (${why}), its weights ${where(r18!)}${sizeNote}`);
   }
   const better = candidates.includes('mcait') ? 'mcait' : 'resnet18';
-  const betterText = better === 'mcait' ? "the paper's mcait at 448" : 'resnet18 at 256';
+  const betterText = better === 'mcait' ? "the paper's mcait at 448" : `resnet18 at ${at(256)}`;
   const missing = better === 'mcait' ? i.weights.mcait : r18;
-  const reason = `engine ${engine}: the bundled ImageNet MobileNetV2-0.35 at ${BUNDLED_MOBILENET_INPUT}, because the weights of ${betterText} are ${missing ? where(missing) : 'unknown'}${sizeNote}`;
+  const reason = `engine ${engine}: the bundled ImageNet MobileNetV2-0.35 at ${at(BUNDLED_MOBILENET_INPUT)}, because the weights of ${betterText} are ${missing ? where(missing) : 'unknown'}${sizeNote}`;
   const path = missing && missing.state === 'unavailable' ? missing.path : undefined;
   const notice =
     `training on the bundled MobileNetV2 (no ${better} weights here); ${betterText} detects better: run \`uflow download-backbone ${better === 'mcait' ? 'mcait' : 'resnet18'}\`` +

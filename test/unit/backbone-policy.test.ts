@@ -74,6 +74,8 @@ describe('chooseBackbone (pure)', () => {
     assert.deepEqual([gpu448.backbone, gpu448.inputSize], ['mcait', 448]);
     const cpu = chooseBackbone({ model: 'uflow', backend: 'wasm', inputSize: 192, weights: { resnet18: offline } });
     assert.deepEqual([cpu.backbone, cpu.inputSize], ['mobilenet_v2', 192]);
+    assert.match(cpu.reason, /^engine wasm \(CPU\): the bundled ImageNet MobileNetV2-0\.35 at 192, because the weights of resnet18 at 192 are not cached .*, input_size 192 from the config$/);
+    assert.match(cpu.notice!, /resnet18 at 192 detects better/);
     const ff = chooseBackbone({ model: 'fastflow', backend: 'tensorflow-gpu', weights: { resnet18: cached } });
     assert.deepEqual([ff.backbone, ff.inputSize], ['resnet18', 256]);
   });
