@@ -78,8 +78,8 @@ export function chooseBackbone(i: PolicyInput): AutoBackboneChoice {
           ? `the CaiT weights are ${where(i.weights.mcait ?? { state: 'unavailable', path: '?', url: '?', why: 'not probed' })}`
           : `mcait takes 448 only${sizeNote}`
         : 'FastFlow'
-      : 'a CPU engine (MS-CaiT at 448 would take about an hour of features per 200 images)';
-    return choice('resnet18', 256, `engine ${engine}: ResNet-18 at ${at(256)} (${why}), its weights ${where(r18!)}${sizeNote}`);
+      : 'on a CPU, MS-CaiT at 448 would spend about an hour on the features of 200 images';
+    return choice('resnet18', 256, `engine ${engine}: ResNet-18 at ${at(256)} (${why}); its weights ${where(r18!)}${sizeNote}`);
   }
   const better = candidates.includes('mcait') ? 'mcait' : 'resnet18';
   const betterText = better === 'mcait' ? "the paper's mcait at 448" : `resnet18 at ${at(256)}`;
