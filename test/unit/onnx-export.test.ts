@@ -212,7 +212,7 @@ test('what is not supported is refused with one sentence naming it', () => {
   const model = createModel('uflow', { flow_steps: 1 }, fake);
   try {
     const why = unsupportedReason(model);
-    assert.match(why ?? '', /^ONNX export does not support the backbone 'cait' yet \(supported: builtin:filters, tfjs:<dir>, resnet18, wide_resnet50_2\)\.$/);
+    assert.match(why ?? '', /^ONNX export does not support the backbone 'cait' yet \(supported: builtin:filters, tfjs:<dir>, mobilenet_v2, resnet18, wide_resnet50_2\)\.$/);
     assert.throws(() => exportOnnx(model, { mapSize: 256, producerVersion: 'test' }), (e: unknown) => e instanceof ExportUnsupportedError && e.message === why);
   } finally {
     model.dispose();
