@@ -3,12 +3,14 @@
  * with, decided once at train start from the engine that loaded and the weights at hand.
  *
  *   GPU (tensorflow-gpu, webgpu on a hardware adapter): the paper's `mcait` at 448, when its two
- *       CaiT weight files are cached or downloadable;
- *   CPU (wasm, cpu, tensorflow on the CPU), or a GPU without the CaiT weights: `resnet18` at 256,
- *       when its weights are cached or downloadable (MS-CaiT at 448 costs ~330 GFLOPs per image:
- *       about an hour of features alone for a 200-image category on 2 cores);
- *   otherwise the bundled ImageNet `mobilenet_v2` at 256, with a one-line notice naming the
- *       better choice and how to get it.
+ *       CaiT weight files are cached or downloadable; else `resnet18` at 256, when its weights are;
+ *       else the bundled ImageNet `mobilenet_v2` at 256, with a one-line notice naming the better
+ *       choice and how to get it;
+ *   CPU (wasm, cpu, tensorflow on the CPU): the bundled `mobilenet_v2` at 256, the one choice
+ *       measured to train a 200-image category well under an hour on 2 cores (about 25 min at 200
+ *       epochs; ResNet-18 at 256 about 4.5 h, its flow on 64/128/256 channels costing ~10× per
+ *       epoch; MS-CaiT at 448 about an hour on the features alone). CPU_COST holds those figures
+ *       and how they were measured.
  *
  * An input_size the configuration sets is kept (mcait takes 448 only, so another size rules it
  * out); an explicit backbone never reaches this module. `chooseBackbone` is the pure decision;
@@ -43,10 +45,22 @@ export function isGpuBackend(backend: string): boolean {
   return backend === 'tensorflow-gpu' || backend === 'webgpu';
 }
 
-/** The weights `resolveAutoBackbone` must probe for a decision (pure). */
+/**
+ * Minutes to train a 200-image category for 200 epochs on 2 cores (wasm, two workers), from a
+ * 3-epoch metal_plate run (54 training images) per backbone, scaled by images and epochs and by the
+ * machine's load at the time (load 10–12 during the runs; the idle MobileNetV2 epoch is README's
+ * 2.14 s for 60 images, a factor of about 3.2):
+ *   HF_ENDPOINT=http://127.0.0.1:9 node dist/cli.js train -cat metal_plate -data <datasets> \
+ *     -train_dir <dir> --epochs 3 --validate-every 0 [--backbone resnet18]
+ * MobileNetV2 0.17 s/image of features, 6.1–7.6 s per steady epoch; ResNet-18 0.46 s and 67–76 s.
+ */
+export const CPU_COST = { mobilenet_v2_256: 25, resnet18_256: 270, budget: 60 } as const;
+
+/** The weights `resolveAutoBackbone` must probe for a decision (pure): none on a CPU. */
 export function candidatesFor(model: ModelKind, backend: string, inputSize?: SizeInput): Array<'mcait' | 'resnet18'> {
+  if (!isGpuBackend(backend)) return [];
   const mcaitFits = inputSize === undefined || toHW(inputSize).join() === '448,448';
-  return model === 'uflow' && isGpuBackend(backend) && mcaitFits ? ['mcait', 'resnet18'] : ['resnet18'];
+  return model === 'uflow' && mcaitFits ? ['mcait', 'resnet18'] : ['resnet18'];
 }
 
 const where = (a: Availability): string => (a.state === 'cached' ? `cached (${a.path})` : a.state === 'downloadable' ? `downloadable (${a.url})` : `not cached (${a.path}) nor downloadable (${a.why})`);
@@ -67,18 +81,28 @@ export function chooseBackbone(i: PolicyInput): AutoBackboneChoice {
     backend: i.backend,
   });
   const candidates = candidatesFor(i.model, i.backend, i.inputSize);
+  if (!gpu) {
+    const r18h = +(CPU_COST.resnet18_256 / 60).toFixed(1);
+    return choice(
+      BUNDLED_MOBILENET,
+      BUNDLED_MOBILENET_INPUT,
+      `engine ${engine}: the bundled ImageNet MobileNetV2-0.35 at ${at(BUNDLED_MOBILENET_INPUT)}, which trains a 200-image category in about ${CPU_COST.mobilenet_v2_256} min on 2 cores ` +
+        `(ResNet-18 at 256: about ${r18h} h; MS-CaiT at 448: about an hour on the features alone)${sizeNote}`,
+      `training on the bundled MobileNetV2, the CPU choice (about ${CPU_COST.mobilenet_v2_256} min for a 200-image category on 2 cores); stronger features: train on a GPU, or set backbone: resnet18 ` +
+        `(about ${r18h} h on 2 cores; \`uflow download-backbone resnet18\` fetches its weights)`,
+    );
+  }
   if (candidates.includes('mcait') && ok(i.weights.mcait)) {
     return choice('mcait', 448, `engine ${engine}: the paper's MS-CaiT at 448, its weights ${where(i.weights.mcait!)}`);
   }
   const r18 = i.weights.resnet18;
   if (ok(r18)) {
-    const why = gpu
-      ? i.model === 'uflow'
+    const why =
+      i.model === 'uflow'
         ? candidates.includes('mcait')
           ? `the CaiT weights are ${where(i.weights.mcait ?? { state: 'unavailable', path: '?', url: '?', why: 'not probed' })}`
           : `mcait takes 448 only${sizeNote}`
-        : 'FastFlow'
-      : 'on a CPU, MS-CaiT at 448 would spend about an hour on the features of 200 images';
+        : 'FastFlow';
     return choice('resnet18', 256, `engine ${engine}: ResNet-18 at ${at(256)} (${why}); its weights ${where(r18!)}${sizeNote}`);
   }
   const better = candidates.includes('mcait') ? 'mcait' : 'resnet18';
@@ -87,7 +111,7 @@ export function chooseBackbone(i: PolicyInput): AutoBackboneChoice {
   const reason = `engine ${engine}: the bundled ImageNet MobileNetV2-0.35 at ${at(BUNDLED_MOBILENET_INPUT)}, because the weights of ${betterText} are ${missing ? where(missing) : 'unknown'}${sizeNote}`;
   const path = missing && missing.state === 'unavailable' ? missing.path : undefined;
   const notice =
-    `training on the bundled MobileNetV2 (no ${better} weights here); ${betterText} detects better: run \`uflow download-backbone ${better === 'mcait' ? 'mcait' : 'resnet18'}\`` +
+    `training on the bundled MobileNetV2 (no ${better} weights here); ${betterText} detects better: run \`uflow download-backbone ${better}\`` +
     `${path ? `, put its model.safetensors at ${path}` : ''}, or set HF_ENDPOINT to a reachable hub mirror, then train again`;
   return choice(BUNDLED_MOBILENET, BUNDLED_MOBILENET_INPUT, reason, notice);
 }
@@ -137,7 +161,7 @@ async function probeMcait(o: ProbeOptions): Promise<Availability> {
 /** Probes what the decision needs (in parallel: offline, at most one timeout) and decides. */
 export async function resolveAutoBackbone(model: ModelKind, backend: string, inputSize: SizeInput | undefined, o: ProbeOptions = {}): Promise<AutoBackboneChoice> {
   const need = candidatesFor(model, backend, inputSize);
-  const [mcait, resnet18] = await Promise.all([need.includes('mcait') ? probeMcait(o) : undefined, probeWeights('resnet18', o)]);
+  const [mcait, resnet18] = await Promise.all([need.includes('mcait') ? probeMcait(o) : undefined, need.includes('resnet18') ? probeWeights('resnet18', o) : undefined]);
   return chooseBackbone({ model, backend, inputSize, weights: { mcait, resnet18 } });
 }
 

@@ -40,7 +40,7 @@ test('status and a default training offline: the bundled mobilenet_v2, said in u
   const status = (await d.conn.sendRequest('uflow/status')) as StatusResult;
   assert.equal(status.autoBackbone?.backbone, 'mobilenet_v2', JSON.stringify(status.autoBackbone));
   assert.equal(status.autoBackbone?.inputSize, 256);
-  assert.match(status.autoBackbone?.reason ?? '', /^engine wasm \(CPU\): the bundled ImageNet MobileNetV2-0\.35 at 256, .*ECONNREFUSED/);
+  assert.match(status.autoBackbone?.reason ?? '', /^engine wasm \(CPU\): the bundled ImageNet MobileNetV2-0\.35 at 256, which trains a 200-image category in about 25 min on 2 cores/);
   assert.match(status.autoBackbone?.notice ?? '', /uflow download-backbone resnet18/);
 
   const carpet = await writeTinyCategory(join(ws, 'data'), 'carpet', { size: 64, trainGood: 6, testGood: 1, defects: 1, seed: 4 });

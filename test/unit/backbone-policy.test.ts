@@ -31,7 +31,7 @@ describe('chooseBackbone (pure)', () => {
     assert.deepEqual(['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'].map(isGpuBackend), [true, true, false, false, false]);
     assert.deepEqual(candidatesFor('uflow', 'webgpu'), ['mcait', 'resnet18']);
     assert.deepEqual(candidatesFor('uflow', 'webgpu', 256), ['resnet18'], 'mcait takes 448 only');
-    assert.deepEqual(candidatesFor('uflow', 'wasm'), ['resnet18']);
+    assert.deepEqual(candidatesFor('uflow', 'wasm'), [], 'a CPU engine probes nothing');
     assert.deepEqual(candidatesFor('fastflow', 'tensorflow-gpu'), ['resnet18']);
   });
 
@@ -41,11 +41,11 @@ describe('chooseBackbone (pure)', () => {
     ['webgpu', downloadable, offline, 'mcait', 448, false],
     ['tensorflow-gpu', offline, downloadable, 'resnet18', 256, false],
     ['tensorflow-gpu', offline, offline, 'mobilenet_v2', 256, true],
-    ['wasm', undefined, cached, 'resnet18', 256, false],
-    ['cpu', undefined, downloadable, 'resnet18', 256, false],
-    ['tensorflow', undefined, downloadable, 'resnet18', 256, false],
+    // CPU: the bundled MobileNetV2 whatever is cached (ResNet-18 at 256 is ~10× the training time).
+    ['wasm', undefined, cached, 'mobilenet_v2', 256, true],
+    ['cpu', undefined, downloadable, 'mobilenet_v2', 256, true],
+    ['tensorflow', undefined, downloadable, 'mobilenet_v2', 256, true],
     ['wasm', undefined, offline, 'mobilenet_v2', 256, true],
-    ['tensorflow', undefined, offline, 'mobilenet_v2', 256, true],
   ];
   for (const [backend, mcait, resnet18, backbone, size, notice] of table) {
     test(`${backend}, mcait ${mcait?.state ?? 'not probed'}, resnet18 ${resnet18.state} → ${backbone} at ${size}`, () => {
@@ -57,8 +57,11 @@ describe('chooseBackbone (pure)', () => {
       assert.equal(c.notice !== undefined, notice, c.notice);
       if (backbone === 'resnet18') assert.match(c.reason, /ResNet-18 at 256/);
       if (resnet18.state === 'cached' && backbone === 'resnet18') assert.match(c.reason, /cached \(\/c\/model\.safetensors\)/);
-      if (notice) {
-        const better = isGpuBackend(backend) ? 'mcait' : 'resnet18';
+      if (!isGpuBackend(backend)) {
+        assert.match(c.reason, /MobileNetV2-0\.35 at 256, which trains a 200-image category in about 25 min on 2 cores \(ResNet-18 at 256: about 4\.5 h; MS-CaiT at 448: about an hour on the features alone\)$/);
+        assert.match(c.notice!, /^training on the bundled MobileNetV2, the CPU choice \(about 25 min .*\); stronger features: train on a GPU, or set backbone: resnet18 \(about 4\.5 h on 2 cores; `uflow download-backbone resnet18` fetches its weights\)$/);
+      } else if (notice) {
+        const better = 'mcait';
         assert.match(c.notice!, new RegExp(`^training on the bundled MobileNetV2 \\(no ${better} weights here\\); .*uflow download-backbone ${better}.*HF_ENDPOINT`));
         assert.ok(!c.notice!.includes('\n'), 'one line');
         assert.match(c.reason, /not cached \(.*\) nor downloadable \(.*cannot be reached/);
@@ -72,10 +75,13 @@ describe('chooseBackbone (pure)', () => {
     assert.match(gpu.reason, /mcait takes 448 only, input_size 320×480 from the config/);
     const gpu448 = chooseBackbone({ model: 'uflow', backend: 'tensorflow-gpu', inputSize: 448, weights: { mcait: cached, resnet18: cached } });
     assert.deepEqual([gpu448.backbone, gpu448.inputSize], ['mcait', 448]);
-    const cpu = chooseBackbone({ model: 'uflow', backend: 'wasm', inputSize: 192, weights: { resnet18: offline } });
+    const cpu = chooseBackbone({ model: 'uflow', backend: 'wasm', inputSize: 192, weights: {} });
     assert.deepEqual([cpu.backbone, cpu.inputSize], ['mobilenet_v2', 192]);
-    assert.match(cpu.reason, /^engine wasm \(CPU\): the bundled ImageNet MobileNetV2-0\.35 at 192, because the weights of resnet18 at 192 are not cached .*, input_size 192 from the config$/);
-    assert.match(cpu.notice!, /resnet18 at 192 detects better/);
+    assert.match(cpu.reason, /^engine wasm \(CPU\): the bundled ImageNet MobileNetV2-0\.35 at 192, which trains .*, input_size 192 from the config$/);
+    const gpuOff = chooseBackbone({ model: 'uflow', backend: 'webgpu', inputSize: 192, weights: { resnet18: offline } });
+    assert.deepEqual([gpuOff.backbone, gpuOff.inputSize], ['mobilenet_v2', 192]);
+    assert.match(gpuOff.reason, /^engine webgpu \(GPU\): the bundled ImageNet MobileNetV2-0\.35 at 192, because the weights of resnet18 at 192 are not cached .*, input_size 192 from the config$/);
+    assert.match(gpuOff.notice!, /resnet18 at 192 detects better/);
     const ff = chooseBackbone({ model: 'fastflow', backend: 'tensorflow-gpu', weights: { resnet18: cached } });
     assert.deepEqual([ff.backbone, ff.inputSize], ['resnet18', 256]);
   });
@@ -125,9 +131,14 @@ describe('probes', () => {
       writeFileSync(path, 'x');
       const c = await probeWeights('resnet18', { env: { UFLOW_CACHE_DIR: cacheDir, HF_ENDPOINT: 'http://127.0.0.1:1' } });
       assert.deepEqual(c, { state: 'cached', path });
-      // On a CPU engine with the weights cached: resnet18 at 256, no notice.
-      const r = await resolveAutoBackbone('uflow', 'wasm', undefined, { env: { UFLOW_CACHE_DIR: cacheDir, HF_ENDPOINT: 'http://127.0.0.1:1' } });
+      // On a GPU engine with the ResNet-18 weights cached and no hub for the CaiT ones: resnet18 at 256, no notice.
+      const r = await resolveAutoBackbone('uflow', 'webgpu', undefined, { env: { UFLOW_CACHE_DIR: cacheDir, HF_ENDPOINT: 'http://127.0.0.1:1' } });
       assert.deepEqual([r.backbone, r.inputSize, r.notice], ['resnet18', 256, undefined]);
+      // On a CPU engine the same cache changes nothing: mobilenet_v2, no probe.
+      const before = hub.log.length;
+      const cpu = await resolveAutoBackbone('uflow', 'wasm', undefined, { env: { UFLOW_CACHE_DIR: cacheDir, HF_ENDPOINT: hub.base } });
+      assert.deepEqual([cpu.backbone, cpu.inputSize], ['mobilenet_v2', 256]);
+      assert.equal(hub.log.length, before, 'no request to the hub on a CPU');
     } finally {
       await hub.close();
       for (const sock of held) sock.destroy();
