@@ -9,6 +9,8 @@
  * 1.6 GB of the full-size state dict can be streamed to disk or regenerated for one tensor.
  */
 import type { RawTensor } from '../../models/io/safetensors.js';
+import { UFlowModel, type UFlowModelConfig } from '../../models/uflow-model.js';
+import { writeLightningCheckpoint, type TensorEntry } from './torch-save.js';
 
 export interface CaitArch {
   name: string;
@@ -124,4 +126,66 @@ export function stateDictOf(specs: TensorSpec[], only?: (key: string) => boolean
     if (!only || only(s.key)) m.set(s.key, rawOf(s, i));
   });
   return m;
+}
+
+/** U-Flow's flow at the paper's configuration: MS-CaiT levels 768@28² and 384@14², 4 steps. */
+export function paperFlowConfig(seed = 0): UFlowModelConfig {
+  return {
+    backbone: 'mcait',
+    inputSize: [448, 448],
+    levelSizes: [
+      [28, 28],
+      [14, 14],
+    ],
+    channels: [CAIT_M48_448.embed, CAIT_S24_224.embed],
+    scaleFactors: [16, 32],
+    flowSteps: 4,
+    layerNorm: false,
+    seed,
+  };
+}
+
+export interface ReleasedCheckpoint {
+  /** Bytes written. */
+  bytes: number;
+  /** Every tensor of the file, in order (backbones, flow, leftover). */
+  entries: TensorEntry[];
+  /** The backbone tensors (index i = entry i; `fillTensor(specs[i], i)` regenerates one). */
+  backboneSpecs: TensorSpec[];
+  /** The flow written into the file (the caller disposes it). */
+  flow: UFlowModel;
+}
+
+/**
+ * Writes a synthetic released checkpoint (`<category>.ckpt`, Lightning, zip): both whole CaiT
+ * models of the released shapes, a fresh 4-step flow seeded `seed`, and the leftover
+ * `model.log_loss_weights` the official loader drops. About 1.6 GB.
+ */
+export function writeReleasedCheckpoint(path: string, seed = 0): ReleasedCheckpoint {
+  const backboneSpecs = releasedBackboneSpecs();
+  const flow = new UFlowModel(paperFlowConfig(seed));
+  try {
+    const flowState = [...flow.stateDict()].map(([k, t]) => ({ key: `model.${k}`, shape: [...t.shape], data: t.data as Float32Array }));
+    const leftover = { key: 'model.log_loss_weights', shape: [2], data: new Float32Array([0.5, 0.5]) };
+    const entries: TensorEntry[] = [...backboneSpecs.map(({ key, shape }) => ({ key, shape })), ...flowState.map(({ key, shape }) => ({ key, shape })), { key: leftover.key, shape: leftover.shape }];
+    const scratch = new Float32Array(Math.max(...backboneSpecs.map((s) => numel(s.shape))));
+    const bytes = writeLightningCheckpoint(
+      path,
+      entries,
+      (i) => {
+        if (i < backboneSpecs.length) return fillTensor(backboneSpecs[i]!, i, scratch.subarray(0, numel(backboneSpecs[i]!.shape)));
+        const f = flowState[i - backboneSpecs.length];
+        if (f) {
+          if (f.data.constructor !== Float32Array) throw new Error(`${f.key}: not float32`);
+          return f.data;
+        }
+        return leftover.data;
+      },
+      { epoch: 41, globalStep: 1234, hyperParameters: { backbone: 'mcait', input_size: 448, flow_steps: 4 } },
+    );
+    return { bytes, entries, backboneSpecs, flow };
+  } catch (e) {
+    flow.dispose();
+    throw e;
+  }
 }
