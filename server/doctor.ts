@@ -2,12 +2,15 @@
  * `uflow doctor`: versions, machine, a self-test of the tensor engine, and whether onnxruntime-node
  * (the default inference engine of predict and evaluate) loads: its version and execution
  * providers, or why not. onnxruntime-node is optional (tfjs takes over): it does not make doctor fail.
+ * Last, whether this machine can train the paper's configuration (MS-CaiT 448): the bench's
+ * per-image figures scaled by a short matrix-product probe, against the free memory.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { cpus, totalmem } from 'node:os';
 import { describeEngine, initEngine, type EngineInfo } from '../models/engine.js';
 import { loadOrt, ortVersion } from '../models/export/ort-session.js';
 import { versions } from './job-common.js';
+import { estimatePaperCost, probeGflops, type PaperEstimate } from './paper-cost.js';
 
 export interface DoctorReport {
   ok: boolean;
@@ -16,6 +19,8 @@ export interface DoctorReport {
   versions: Record<string, string>;
   /** onnxruntime-node: its version and execution providers, or why it did not load. */
   onnxruntime: OrtReport;
+  /** Whether the paper's configuration (MS-CaiT 448) trains here: minutes per category, memory, verdict. */
+  paper?: PaperEstimate;
   error?: string;
 }
 
@@ -54,7 +59,9 @@ export async function doctor(opts: { backend?: string } = {}): Promise<DoctorRep
     lines.push(`self-test: conv2d ok (${val}) in ${(performance.now() - t0).toFixed(1)} ms`);
     const onnxruntime = await ortReport();
     lines.push(describeOrt(onnxruntime));
-    return { ok: true, text: lines.join('\n'), engine, versions: v, onnxruntime };
+    const paper = estimatePaperCost(await probeGflops());
+    lines.push(paper.text);
+    return { ok: true, text: lines.join('\n'), engine, versions: v, onnxruntime, paper };
   } catch (e) {
     const msg = (e as Error).message;
     lines.push(`engine: ${msg}`);
