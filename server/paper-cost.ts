@@ -95,7 +95,7 @@ export function estimatePaperCost(gflopsNow: number, freeBytes: number = freemem
     verdict === 'no'
       ? `not enough free memory (${freeGiB.toFixed(1)} GiB free)`
       : verdict === 'slow'
-        ? `it fits in memory (${freeGiB.toFixed(1)} GiB free) but is far over an hour: use backbone auto or a GPU backend`
+        ? `it fits in memory (${freeGiB.toFixed(1)} GiB free) but is far over an hour: train a lighter backbone (e.g. resnet18 at 256) here, or use a GPU backend`
         : `${freeGiB.toFixed(1)} GiB free`;
   const text =
     `MS-CaiT 448 (paper): about ${fmt(minutes)} per ${CATEGORY_IMAGES}-image category here ` +
