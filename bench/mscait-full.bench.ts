@@ -147,6 +147,7 @@ try {
       const s = f.s_per_image as number;
       const cs = f.cpu_s_per_image as number;
       console.log(`PyTorch ${f.torch} CPU, ${f.threads} thread: features ${s.toFixed(1)} s wall/image, ${cs.toFixed(1)} s CPU, peak RSS ${(f.peak_rss_mib as number).toFixed(0)} MiB`);
+      console.log(`  its GEMM: BLAS ${f.blas}, ${(f.gemm_gflops as number).toFixed(1)} GFLOP/s on the probe's product (ours ${gflops.toFixed(1)}): the ratio below measures this build, not PyTorch with MKL`);
       console.log(`ratio features tfjs ${backend} / PyTorch: ${(feats.phase.wallS / nImages / s).toFixed(2)}× wall, ${(feats.phase.cpuS / nImages / cs).toFixed(2)}× CPU`);
       torchLine += `torch features ${cs.toFixed(1)} s CPU/image; `;
     }

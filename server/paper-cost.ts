@@ -24,17 +24,19 @@ export interface PaperCostFigures {
 }
 
 /**
- * bench/mscait-full.bench.ts on the 2-core development machine, wasm (one thread).
- * Command: `nice -n 10 npm run bench -- mscait-full`; see the bench's output for the load average.
+ * bench/mscait-full.bench.ts on the 2-core development machine (x86-64, 23 GiB), wasm one thread,
+ * 2026-12-05, load average 7–13 from other jobs: the seconds are process CPU seconds (what one
+ * unshared thread spends), the peak RSS includes the 1.6 GB checkpoint read whole.
+ * Command: `nice -n 10 node --import tsx bench/mscait-full.bench.ts` (`npm run bench -- mscait-full`).
  */
 export const PAPER_COST: PaperCostFigures = {
-  measured: 'npm run bench -- mscait-full, 2-core x86-64, wasm one thread, load ≈ 10 (other jobs sharing the cores)',
+  measured: 'npm run bench -- mscait-full, 2 cores, wasm, load 7.0 9.5 10.1; torch features 203.6 s CPU/image; torch step 6.70 s CPU',
   backend: 'wasm',
-  featuresSecPerImage: 90,
-  trainSecPerImage: 6,
-  evalSecPerImage: 95,
-  peakRssGiB: 4.5,
-  probeGflops: 10,
+  featuresSecPerImage: 62.5,
+  trainSecPerImage: 4.19,
+  evalSecPerImage: 70.1,
+  peakRssGiB: 5.31,
+  probeGflops: 27.3,
 };
 
 /** The official default schedule (configs: mvtec_default): epochs, and the category size the estimate is for. */

@@ -109,6 +109,15 @@ def main():
             if i >= args.warmup:
                 times.append(dt)
                 cpu.append(dc)
+        # GEMM speed of this torch build (the same probe as server/paper-cost.ts): Debian's
+        # python3-torch is built with BLAS_INFO=generic, far slower than MKL/OpenBLAS builds.
+        a, b = torch.randn(784, 768), torch.randn(768, 2304)
+        a @ b
+        c0 = time.process_time()
+        for _ in range(3):
+            a @ b
+        gemm_gflops = 2 * 784 * 768 * 2304 / ((time.process_time() - c0) / 3) / 1e9
+    blas = next((part.split("=", 1)[1] for part in torch.__config__.show().replace(",", " ").split() if part.startswith("BLAS_INFO=")), "?")
     assert list(f1.shape) == [1, 768, 28, 28] and list(f2.shape) == [1, 384, 14, 14]
     print(
         json.dumps(
@@ -120,6 +129,8 @@ def main():
                 "cpu_s_per_image": statistics.median(cpu),
                 "times": times,
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "blas": blas,
+                "gemm_gflops": gemm_gflops,
                 "finite": bool(torch.isfinite(f1).all() and torch.isfinite(f2).all()),
             }
         )
