@@ -3,6 +3,8 @@
  * train U-Flow with on this machine and why (server/backbone-policy.ts), and whether onnxruntime-node
  * (the default inference engine of predict and evaluate) loads: its version and execution
  * providers, or why not. onnxruntime-node is optional (tfjs takes over): it does not make doctor fail.
+ * Last, whether this machine can train the paper's configuration (MS-CaiT 448): the bench's
+ * per-image figures scaled by a short matrix-product probe, against the free memory.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { cpus, totalmem } from 'node:os';
@@ -11,6 +13,7 @@ import { loadOrt, ortVersion } from '../models/export/ort-session.js';
 import { versions } from './job-common.js';
 import type { AutoBackboneChoice } from './protocol.js';
 import { describeChoice, resolveAutoBackbone } from './backbone-policy.js';
+import { estimatePaperCost, probeGflops, type PaperEstimate } from './paper-cost.js';
 
 export interface DoctorReport {
   ok: boolean;
@@ -21,6 +24,8 @@ export interface DoctorReport {
   onnxruntime: OrtReport;
   /** What `backbone: auto` would choose for a U-Flow run (no input_size set) with this engine. */
   autoBackbone?: AutoBackboneChoice;
+  /** Whether the paper's configuration (MS-CaiT 448) trains here: minutes per category, memory, verdict. */
+  paper?: PaperEstimate;
   error?: string;
 }
 
@@ -62,7 +67,9 @@ export async function doctor(opts: { backend?: string } = {}): Promise<DoctorRep
     if (autoBackbone.notice) lines.push(`  notice: ${autoBackbone.notice}`);
     const onnxruntime = await ortReport();
     lines.push(describeOrt(onnxruntime));
-    return { ok: true, text: lines.join('\n'), engine, versions: v, onnxruntime, autoBackbone };
+    const paper = estimatePaperCost(await probeGflops());
+    lines.push(paper.text);
+    return { ok: true, text: lines.join('\n'), engine, versions: v, onnxruntime, autoBackbone, paper };
   } catch (e) {
     const msg = (e as Error).message;
     lines.push(`engine: ${msg}`);

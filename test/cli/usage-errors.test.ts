@@ -89,6 +89,7 @@ test('doctor reports the engine, a self-test, and onnxruntime-node (version and 
   assert.match(r.stdout, /backend: wasm/);
   assert.match(r.stdout, /self-test: conv2d ok/);
   assert.match(r.stdout, /^onnxruntime-node \d+\.\d+\.\d+ · execution providers in this build: .*\bcpu\b/m);
+  assert.match(r.stdout, /^MS-CaiT 448 \(paper\): about \d+(\.\d)? (min|h) per 200-image category here .*needs \d+\.\d GiB: (yes|no|slow) — /m);
   const off = await cli(['doctor'], { env: { UFLOW_ORT_DISABLE: '1' } });
   assert.equal(off.code, 0, off.stderr);
   assert.match(off.stdout, /^onnxruntime-node: not available: onnxruntime-node is disabled \(UFLOW_ORT_DISABLE=1\)/m);
