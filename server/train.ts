@@ -3,7 +3,7 @@
  * prepares a run (or resumes one), caches features, trains, validates, checkpoints every epoch and
  * calibrates the detection threshold at the end.
  */
-import type { ModelConfig, ModelKind, RunInfo, TrainerConfig, TrainingUpdate, RunState } from './protocol.js';
+import type { ModelConfig, ModelKind, RunConfig, RunInfo, TrainerConfig, TrainingEstimate, TrainingUpdate, RunState } from './protocol.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism } from 'node:os';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -29,6 +29,9 @@ import { appendMetrics, claimRun, isPidAlive, METRIC_NAMES, newRunId, PipelineEr
 import { userMessage, asPipelineError, ensureEngine, resolveDataset, versions } from './job-common.js';
 import { extractorId, buildExtractor, tensorImageLoader, type ValidationData, targetSizeOf, loadValidationData, checkpointFiles, predictorCheckpoint, loadCheckpointChecked } from './run-model.js';
 import { formatSize } from '../models/size.js';
+import { computeGradients } from '../models/train/step.js';
+import type { SplitItem } from '../models/data/dataset.js';
+import { etaFromEstimate, extrapolate, formatEstimate, measureTraining } from './estimate.js';
 
 export interface ConfigOverrides {
   model?: Partial<ModelConfig>;
@@ -57,6 +60,11 @@ export interface TrainOptions {
   backend?: string;
   /** Cancels at the next step; the last complete epoch's checkpoint stays, state 'cancelled'. */
   signal?: AbortSignal;
+  /**
+   * Time a few real steps first and log the estimate of the whole run (server/estimate.ts);
+   * default true, false skips it (`--no-estimate`; UFLOW_ESTIMATE=0 turns the default off).
+   */
+  estimate?: boolean;
 }
 
 export interface TrainHooks extends DatasetReportHooks {
@@ -164,29 +172,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     if (!split.holdout.length) log('no held-out images (trainer.holdout 0 or fewer than 4 training images): detection will use the paper’s uncalibrated tree NFA');
     const extractor = await buildExtractor(cfg, opts.signal, log);
     disposables.push(extractor);
-    const featureProgress = (what: string) => (done: number, total: number, computed: boolean) => {
-      if (computed || done === total) hooks.onUpdate?.({ ...base, phase: 'features', epoch: run.epochsDone, epochs: cfg.trainer.epochs, step: done, steps: total, message: what });
-    };
-    const trainFeatures = await loadFeatures(split.train.map((i) => i.path), {
-      trainDir,
-      extractor,
-      extractorId: extractorId(cfg),
-      loadImage: tensorImageLoader,
-      signal: opts.signal,
-      onProgress: featureProgress('training images'),
-    });
-    disposables.push(trainFeatures);
-    let holdoutFeatures: FeatureSet | undefined;
-    if (split.holdout.length) {
-      holdoutFeatures = await loadFeatures(split.holdout.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal: opts.signal, onProgress: featureProgress('held-out images') });
-      disposables.push(holdoutFeatures);
-    }
     const validateEvery = cfg.trainer.validate_every;
-    let validation: ValidationData | undefined;
-    if (validateEvery > 0 && ds.test.length > 0) {
-      validation = await loadValidationData(ds.test, trainDir, extractor, cfg, opts.signal, featureProgress('test images'));
-      disposables.push(validation.features);
-    }
     // Model: fresh, or the last complete epoch of this run.
     const ckpt = join(run.dir, RUN_FILES.checkpoint);
     let startEpoch = 0;
@@ -213,6 +199,36 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     disposables.push(model);
     const parallel = await startWorkers(model, engine, log);
     if (parallel) disposables.push({ dispose: () => void parallel.dispose() });
+    const estimate = estimateWanted(opts) ? await estimateInRun({ cfg, engine, trainDir, extractor, model, parallel, startEpoch, split, test: validateEvery > 0 ? ds.test : [], signal: opts.signal }) : undefined;
+    if (estimate) {
+      log(`estimate: ${estimate.line}`);
+      hooks.onUpdate?.({ ...base, phase: 'features', epoch: startEpoch, epochs: cfg.trainer.epochs, step: 0, steps: 0, etaSeconds: estimate.totalSeconds, estimate, message: `estimate: ${estimate.line}` });
+    }
+    let featuresLeft = estimate ? estimate.uncachedImages - estimate.measuredImages : 0;
+    const featureProgress = (what: string) => (done: number, total: number, computed: boolean) => {
+      if (computed) featuresLeft = Math.max(0, featuresLeft - 1);
+      const etaSeconds = estimate ? etaFromEstimate(estimate, featuresLeft) : undefined;
+      if (computed || done === total) hooks.onUpdate?.({ ...base, phase: 'features', epoch: run.epochsDone, epochs: cfg.trainer.epochs, step: done, steps: total, etaSeconds, message: what });
+    };
+    const trainFeatures = await loadFeatures(split.train.map((i) => i.path), {
+      trainDir,
+      extractor,
+      extractorId: extractorId(cfg),
+      loadImage: tensorImageLoader,
+      signal: opts.signal,
+      onProgress: featureProgress('training images'),
+    });
+    disposables.push(trainFeatures);
+    let holdoutFeatures: FeatureSet | undefined;
+    if (split.holdout.length) {
+      holdoutFeatures = await loadFeatures(split.holdout.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal: opts.signal, onProgress: featureProgress('held-out images') });
+      disposables.push(holdoutFeatures);
+    }
+    let validation: ValidationData | undefined;
+    if (validateEvery > 0 && ds.test.length > 0) {
+      validation = await loadValidationData(ds.test, trainDir, extractor, cfg, opts.signal, featureProgress('test images'));
+      disposables.push(validation.features);
+    }
     const best: StoredRun['best'] = { ...run.best };
     const bestOf = (m: SelectionMetric) => (best as Record<string, number | undefined>)[m];
     const outcome = await runTraining(
@@ -232,6 +248,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
         earlyStopState: earlyStopStateOf(run.dir, startEpoch),
         signal: opts.signal,
         step: parallel ? (f, adam) => parallel.step(f, adam) : undefined,
+        estimatedSecondsPerEpoch: estimate?.secondsPerEpoch,
       },
       {
         onLog: log,
@@ -286,6 +303,66 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     const leaked = tensorsBefore < 0 ? 0 : tf.memory().numTensors - tensorsBefore;
     if (leaked > 0) log(`warning: ${leaked} tensors were not freed by the training of ${run.runId}`);
   }
+}
+
+function estimateWanted(opts: TrainOptions): boolean {
+  if (opts.estimate !== undefined) return opts.estimate;
+  return !/^(0|false|no|off)$/i.test(process.env.UFLOW_ESTIMATE ?? '');
+}
+
+interface EstimateContext {
+  cfg: RunConfig;
+  engine: EngineInfo;
+  trainDir: string;
+  extractor: FeatureExtractor;
+  model: AnomalyModel;
+  parallel: ParallelTrainer | undefined;
+  startEpoch: number;
+  split: { train: SplitItem[]; holdout: SplitItem[] };
+  /** Test images the run validates on (empty when it does not validate). */
+  test: SplitItem[];
+  signal?: AbortSignal;
+}
+
+/**
+ * Measures this run's cost (server/estimate.ts) on its own extractor, model and workers: the first
+ * feature batch goes to the cache, the flow steps compute gradients only, so the training that
+ * follows computes exactly what it would have without the estimate.
+ */
+async function estimateInRun(c: EstimateContext): Promise<TrainingEstimate & { measuredImages: number }> {
+  const { cfg, model, parallel } = c;
+  const epochsLeft = Math.max(0, cfg.trainer.epochs - c.startEpoch);
+  const validates = cfg.trainer.validate_every > 0 && c.test.length > 0;
+  const imageSets = [c.split.train, c.split.holdout, c.test].map((s) => s.map((i) => i.path));
+  const m = await measureTraining({
+    extractor: c.extractor,
+    trainDir: c.trainDir,
+    extractorId: extractorId(cfg),
+    loadImage: tensorImageLoader,
+    imageSets,
+    batchSize: Math.min(cfg.trainer.batch_train, c.split.train.length),
+    gradients: parallel
+      ? async (batch) => tf.dispose((await parallel.gradients(batch)).grads)
+      : (batch) => tf.dispose(computeGradients(model, batch).grads),
+    validate: validates ? (levels) => computeMaps(model, levels, { targetSize: targetSizeOf(cfg), nfa: 'tree', signal: c.signal }) : undefined,
+    signal: c.signal,
+  });
+  const parts = extrapolate({
+    trainImages: c.split.train.length,
+    uncachedImages: m.uncachedImages,
+    featureSecondsPerImage: m.featureSecondsPerImage,
+    batchSize: cfg.trainer.batch_train,
+    stepSeconds: m.stepSeconds,
+    epochs: epochsLeft,
+    validateEvery: validates ? cfg.trainer.validate_every : 0,
+    validationSeconds: m.validationSecondsPerImage * (c.test.length + c.split.holdout.length),
+    earlyStopping: validates && cfg.trainer.patience > 0,
+    totalEpochs: cfg.trainer.epochs,
+    startEpoch: c.startEpoch,
+  });
+  const cpuLike = c.engine.backend === 'wasm' || c.engine.backend === 'cpu';
+  const e = { ...parts, backend: c.engine.backend, threads: cpuLike ? (parallel?.size ?? 1) : 0, measuredSeconds: m.measuredSeconds };
+  return { ...e, line: formatEstimate(e), measuredImages: m.measuredImages };
 }
 
 /**
