@@ -3,7 +3,7 @@
  * prepares a run (or resumes one), caches features, trains, validates, checkpoints every epoch and
  * calibrates the detection threshold at the end.
  */
-import type { ModelConfig, ModelKind, RunConfig, RunInfo, TrainerConfig, TrainingEstimate, TrainingUpdate, RunState } from './protocol.js';
+import type { EstimateResult, ModelConfig, ModelKind, RunConfig, RunInfo, TrainerConfig, TrainingEstimate, TrainingUpdate, RunState } from './protocol.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism } from 'node:os';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -30,8 +30,9 @@ import { userMessage, asPipelineError, ensureEngine, resolveDataset, versions } 
 import { extractorId, buildExtractor, tensorImageLoader, type ValidationData, targetSizeOf, loadValidationData, checkpointFiles, predictorCheckpoint, loadCheckpointChecked } from './run-model.js';
 import { formatSize } from '../models/size.js';
 import { computeGradients } from '../models/train/step.js';
-import type { SplitItem } from '../models/data/dataset.js';
-import { etaFromEstimate, extrapolate, formatEstimate, measureTraining } from './estimate.js';
+import { listSplit, type SplitItem } from '../models/data/dataset.js';
+import { etaFromEstimate, extrapolate, fasterAlternative, formatEstimate, measureTraining, uncachedIndices, type Measured } from './estimate.js';
+import { buildDatasetReport } from '../models/data/dataset-report.js';
 
 export interface ConfigOverrides {
   model?: Partial<ModelConfig>;
@@ -329,7 +330,7 @@ interface EstimateContext {
  * feature batch goes to the cache, the flow steps compute gradients only, so the training that
  * follows computes exactly what it would have without the estimate.
  */
-async function estimateInRun(c: EstimateContext): Promise<TrainingEstimate & { measuredImages: number }> {
+async function estimateInRun(c: EstimateContext): Promise<TrainingEstimate & { measuredImages: number; measured: Measured }> {
   const { cfg, model, parallel } = c;
   const epochsLeft = Math.max(0, cfg.trainer.epochs - c.startEpoch);
   const validates = cfg.trainer.validate_every > 0 && c.test.length > 0;
@@ -362,7 +363,94 @@ async function estimateInRun(c: EstimateContext): Promise<TrainingEstimate & { m
   });
   const cpuLike = c.engine.backend === 'wasm' || c.engine.backend === 'cpu';
   const e = { ...parts, backend: c.engine.backend, threads: cpuLike ? (parallel?.size ?? 1) : 0, measuredSeconds: m.measuredSeconds };
-  return { ...e, line: formatEstimate(e), measuredImages: m.measuredImages };
+  return { ...e, line: formatEstimate(e), measuredImages: m.measuredImages, measured: m };
+}
+
+export interface EstimateOptions extends Omit<TrainOptions, 'resumeRunId' | 'runId' | 'jobId' | 'estimate'> {
+  /** Several categories of a root: measured on the first, the others extrapolated from their own image counts and configs. */
+  categories?: string[];
+  /** Above this, `alternative` proposes a faster run. */
+  limitSeconds?: number;
+}
+
+/**
+ * `uflow/estimate`: what `train` with the same options would cost, measured as train measures it
+ * (its first feature batch goes to the cache; nothing else is written, no run is created).
+ */
+export async function estimateTraining(opts: EstimateOptions, log: (l: string) => void = () => undefined): Promise<EstimateResult> {
+  const trainDir = resolve(opts.trainDir);
+  const kind = opts.model ?? 'uflow';
+  const cats = opts.categories?.length ? opts.categories : [opts.category];
+  const resolved = cats.map((c) => {
+    const ds = resolveDataset(opts.datasetPath, c);
+    const config = resolveConfig(ds.category, kind, opts.configPath, opts.config);
+    preflightConfig(config, opts.configPath);
+    return { ...ds, config };
+  });
+  const engine = await ensureEngine(opts.backend);
+  const first = resolved[0]!;
+  const cfg = first.config;
+  const disposables: Array<{ dispose(): void }> = [];
+  try {
+    const validates = cfg.trainer.validate_every > 0;
+    const { train: items, test, report } = await buildDatasetReport(first.categoryDir, { purpose: 'train', inputSize: cfg.model.input_size, train: true, test: validates });
+    if (report.refused || items.length === 0) throw new PipelineError(`${first.categoryDir}: ${items.length ? 'the dataset report refuses the training' : 'no training images (train/good is empty)'}: train it to see why`, 'BadDataset');
+    const split = splitHoldout(items, { fraction: cfg.trainer.holdout ?? 0, min: cfg.trainer.holdout_min ?? 5, seed: cfg.trainer.seed });
+    const extractor = await buildExtractor(cfg, opts.signal, log);
+    disposables.push(extractor);
+    const model = createModel(kind, cfg.model, extractor, { seed: cfg.trainer.seed });
+    disposables.push(model);
+    const parallel = await startWorkers(model, engine, () => undefined);
+    if (parallel) disposables.push({ dispose: () => void parallel.dispose() });
+    const one = await estimateInRun({ cfg, engine, trainDir, extractor, model, parallel, startEpoch: 0, split, test: validates ? test : [], signal: opts.signal });
+    const { measuredImages: _mi, measured: m, ...firstEstimate } = one;
+    void _mi;
+    let total: Omit<TrainingEstimate, 'line' | 'alternative'> = firstEstimate;
+    const perCategory = [{ category: first.category, totalSeconds: one.totalSeconds }];
+    for (const r of resolved.slice(1)) {
+      // Other categories: the same per-image and per-step times, their own counts and configs.
+      const c = r.config;
+      const v = c.trainer.validate_every > 0;
+      const all = listSplit(r.categoryDir, 'train');
+      const sp = splitHoldout(all, { fraction: c.trainer.holdout ?? 0, min: c.trainer.holdout_min ?? 5, seed: c.trainer.seed });
+      const tst = v ? listSplit(r.categoryDir, 'test') : [];
+      const sets = [sp.train, sp.holdout, tst].map((x) => x.map((i) => i.path));
+      const e = extrapolate({
+        trainImages: sp.train.length,
+        uncachedImages: sets.reduce((a, x) => a + uncachedIndices(x, trainDir, extractor, extractorId(c)).length, 0),
+        featureSecondsPerImage: m.featureSecondsPerImage, // 0 when the first category was all cached: not measured
+        batchSize: c.trainer.batch_train,
+        stepSeconds: m.stepSeconds * (Math.min(c.trainer.batch_train, sp.train.length) / Math.max(1, Math.min(cfg.trainer.batch_train, split.train.length))),
+        epochs: c.trainer.epochs,
+        validateEvery: v ? c.trainer.validate_every : 0,
+        validationSeconds: m.validationSecondsPerImage * (tst.length + sp.holdout.length),
+        earlyStopping: v && c.trainer.patience > 0,
+      });
+      perCategory.push({ category: r.category, totalSeconds: e.totalSeconds });
+      total = {
+        ...total,
+        totalSeconds: total.totalSeconds + e.totalSeconds,
+        featureSeconds: total.featureSeconds + e.featureSeconds,
+        uncachedImages: total.uncachedImages + e.uncachedImages,
+        atMost: total.atMost || e.atMost,
+      };
+    }
+    const alternative =
+      opts.limitSeconds !== undefined && resolved.length === 1
+        ? fasterAlternative(total, opts.limitSeconds, { epochs: cfg.trainer.epochs, inputSize: cfg.model.input_size }, (size) => {
+            try {
+              preflightConfig({ ...cfg, model: { ...cfg.model, input_size: size } }, opts.configPath);
+              return true;
+            } catch {
+              return false;
+            }
+          })
+        : undefined;
+    const line = resolved.length > 1 ? `${formatEstimate(total).replace(/^(at most )?about [^:]+/, (h) => `${h} for ${resolved.length} categories`)}` : formatEstimate(total);
+    return { ...total, line, ...(alternative ? { alternative } : {}), ...(resolved.length > 1 ? { categories: perCategory } : {}) };
+  } finally {
+    for (const d of disposables.reverse()) d.dispose();
+  }
 }
 
 /**
