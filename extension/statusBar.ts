@@ -69,6 +69,7 @@ export class StatusBar implements vscode.Disposable {
         if (u.best && Object.keys(u.best).length) tip.appendMarkdown(`best: ${metricText(u.best)}\n\n`);
         if (u.message) tip.appendMarkdown(`${u.message}\n\n`);
       }
+      if (r.estimate) tip.appendMarkdown(`Estimated before training: ${escapeMd(r.estimate)}\n\n`);
       tip.appendMarkdown(`Click to open the Training view.`);
       item.tooltip = tip;
       item.command = { command: 'uflow.showTraining', title: 'Show Training', arguments: [r.runId] };
