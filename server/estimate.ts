@@ -162,14 +162,28 @@ export async function measureTraining(o: MeasureOptions): Promise<Measured> {
   let sample: FeatureSet | undefined;
   try {
     const setIndex = uncached.findIndex((u) => u.length > 0);
+    const budget = o.budgetSeconds ?? 3;
     if (setIndex >= 0) {
-      // The first batch the training's loadFeatures would compute for this set: same images, same grouping.
       const paths = o.imageSets[setIndex]!;
       const first = uncached[setIndex]!.slice(0, FEATURE_BATCH).map((i) => paths[i]!);
-      const tf0 = now();
-      sample = await loadFeatures(first, cacheOpts);
-      featureSecondsPerImage = (now() - tf0) / first.length;
-      measuredImages = first.length;
+      // One image alone first, not cached (the training computes it again in its own batch): it
+      // warms the backbone up and bounds the measuring for a slow backbone to about one image.
+      const t1 = now();
+      const single = await loadFeatures(first.slice(0, 1), { ...cacheOpts, persist: false });
+      const singleSeconds = now() - t1;
+      checkAbort(o.signal);
+      if (singleSeconds > budget / 3 || first.length === 1) {
+        featureSecondsPerImage = singleSeconds;
+        sample = single;
+      } else {
+        single.dispose();
+        // Fast enough: the first batch the training's loadFeatures would compute for this set (same
+        // images, same grouping), timed warm, and cached so that the training does not pay it again.
+        const tf0 = now();
+        sample = await loadFeatures(first, cacheOpts);
+        featureSecondsPerImage = (now() - tf0) / first.length;
+        measuredImages = first.length;
+      }
     } else {
       const trainPaths = o.imageSets[0] ?? [];
       sample = await loadFeatures(trainPaths.slice(0, FEATURE_BATCH), cacheOpts);
@@ -183,16 +197,21 @@ export async function measureTraining(o: MeasureOptions): Promise<Measured> {
     idx.dispose();
     let stepSeconds: number;
     try {
+      const w0 = now();
       await o.gradients(batch); // warm-up: kernels compile, workers start their engines
-      const budget = o.budgetSeconds ?? 3;
+      const warm = now() - w0;
       const times: number[] = [];
-      const ts = now();
-      while (times.length < 5 && (times.length < 2 || now() - ts < budget)) {
-        checkAbort(o.signal);
-        const s0 = now();
-        await o.gradients(batch);
-        times.push(now() - s0);
-        if (times.length === 1 && times[0]! > budget) break; // a slow step: one is enough
+      if (warm > budget) times.push(warm); // a slow step: the warm-up one is the figure (bounded)
+      else {
+        // Up to 5 warm steps within the budget, at least 2 (a slow one alone is enough).
+        const ts = now();
+        while (times.length < 5 && (times.length < 2 || now() - ts < budget)) {
+          checkAbort(o.signal);
+          const s0 = now();
+          await o.gradients(batch);
+          times.push(now() - s0);
+          if (times.length === 1 && times[0]! > budget) break;
+        }
       }
       stepSeconds = median(times);
     } finally {
@@ -201,10 +220,15 @@ export async function measureTraining(o: MeasureOptions): Promise<Measured> {
     let validationSecondsPerImage = 0;
     if (o.validate) {
       checkAbort(o.signal);
-      await o.validate(sample.levels); // warm-up
       const v0 = now();
-      await o.validate(sample.levels);
-      validationSecondsPerImage = (now() - v0) / k;
+      await o.validate(sample.levels); // warm-up; when slow, the figure
+      let v = now() - v0;
+      if (v <= budget / 3) {
+        const v1 = now();
+        await o.validate(sample.levels);
+        v = now() - v1;
+      }
+      validationSecondsPerImage = v / k;
     }
     return { featureSecondsPerImage, uncachedImages, measuredImages, stepSeconds, validationSecondsPerImage, measuredSeconds: now() - t0 };
   } finally {

@@ -306,6 +306,12 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
   }
 }
 
+/** UFLOW_ESTIMATE_SECONDS: the seconds the measuring may spend on flow steps (default 3; 0: one step, one image). */
+function budgetFromEnv(): number | undefined {
+  const v = Number(process.env.UFLOW_ESTIMATE_SECONDS);
+  return process.env.UFLOW_ESTIMATE_SECONDS !== undefined && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
 function estimateWanted(opts: TrainOptions): boolean {
   if (opts.estimate !== undefined) return opts.estimate;
   return !/^(0|false|no|off)$/i.test(process.env.UFLOW_ESTIMATE ?? '');
@@ -346,6 +352,7 @@ async function estimateInRun(c: EstimateContext): Promise<TrainingEstimate & { m
       ? async (batch) => tf.dispose((await parallel.gradients(batch)).grads)
       : (batch) => tf.dispose(computeGradients(model, batch).grads),
     validate: validates ? (levels) => computeMaps(model, levels, { targetSize: targetSizeOf(cfg), nfa: 'tree', signal: c.signal }) : undefined,
+    budgetSeconds: budgetFromEnv(),
     signal: c.signal,
   });
   const parts = extrapolate({

@@ -119,8 +119,17 @@ test('the estimate changes nothing the training computes: the same weights with 
   const cache = join(tmp, 'a', 'cache', 'features');
   assert.equal(readdirSync(join(cache, readdirSync(cache)[0]!)).length, 15);
 
+  // The bounded path (a slow backbone: one image alone, not cached; the warm-up step as the figure).
+  process.env.UFLOW_ESTIMATE_SECONDS = '0';
+  const lines: string[] = [];
+  const bounded = await train({ datasetPath: data, trainDir: join(tmp, 'c'), backend: 'wasm', config, estimate: true }, { onLog: (l) => lines.push(l) }).finally(() => delete process.env.UFLOW_ESTIMATE_SECONDS);
+  assert.equal(bounded.state, 'finished', bounded.error);
+  assert.ok(lines.some((l) => l.startsWith('estimate: ')));
+
   const a = weightsOf(withEstimate.dir);
   const b = weightsOf(without.dir);
+  const c = weightsOf(bounded.dir);
   assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
   for (const [k, v] of a) assert.deepEqual(v, b.get(k), `${k} differs`);
+  for (const [k, v] of c) assert.deepEqual(v, b.get(k), `${k} differs (bounded measuring)`);
 });
