@@ -203,6 +203,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     const estimate = estimateWanted(opts) ? await estimateInRun({ cfg, engine, trainDir, extractor, model, parallel, startEpoch, split, test: validateEvery > 0 ? ds.test : [], signal: opts.signal }) : undefined;
     if (estimate) {
       log(`estimate: ${estimate.line}`);
+      if (process.env.UFLOW_DEBUG) log(`estimate measured in ${estimate.measuredSeconds.toFixed(1)} s: ${JSON.stringify(estimate.measured)}`);
       hooks.onUpdate?.({ ...base, phase: 'features', epoch: startEpoch, epochs: cfg.trainer.epochs, step: 0, steps: 0, etaSeconds: estimate.totalSeconds, estimate, message: `estimate: ${estimate.line}` });
     }
     let featuresLeft = estimate ? estimate.uncachedImages - estimate.measuredImages : 0;
