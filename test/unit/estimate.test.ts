@@ -13,6 +13,8 @@ import { initEngine } from '../../models/engine.js';
 import { generateDemoDataset } from '../../models/data/demo-dataset.js';
 import { readSafetensors } from '../../models/io/safetensors.js';
 import { train } from '../../server/train.js';
+import { runTraining, type StepProgress } from '../../models/train/trainer.js';
+import { UFlowModel } from '../../models/uflow-model.js';
 import { etaFromEstimate, extrapolate, fasterAlternative, formatEstimate, formatSeconds, secondsPerTrainEpoch, validationsIn } from '../../server/estimate.js';
 import type { TrainingEstimate, TrainingUpdate } from '../../server/protocol.js';
 
@@ -134,4 +136,24 @@ test('the estimate changes nothing the training computes: the same weights with 
   assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
   for (const [k, v] of a) assert.deepEqual(v, b.get(k), `${k} differs`);
   for (const [k, v] of c) assert.deepEqual(v, b.get(k), `${k} differs (bounded measuring)`);
+});
+
+test('runTraining: the ETA comes from the estimate until the first epoch ends, then from the measured epochs', async () => {
+  await initEngine({ backend: 'cpu' });
+  const model = new UFlowModel({ backbone: 'test', inputSize: 32, channels: [8, 8, 8], scaleFactors: [4, 8, 16], flowSteps: 2, layerNorm: false, seed: 0 });
+  const levels = model.featureSizes().map(([h, w]) => tf.randomNormal([6, h, w, 8], 0, 1, 'float32', 1) as tf.Tensor4D);
+  const features = { paths: ['a', 'b', 'c', 'd', 'e', 'f'], levels, computed: 0, dispose: () => tf.dispose(levels) };
+  const steps: StepProgress[] = [];
+  try {
+    // An estimate of 1000 s per epoch, far from the real milliseconds: the first epoch's ETAs say so, the later ones do not.
+    await runTraining({ model, features, epochs: 3, batchSize: 3, learningRate: 1e-3, weightDecay: 1e-5, seed: 0, estimatedSecondsPerEpoch: 1000 }, { onStep: (p) => void steps.push(p) });
+  } finally {
+    features.dispose();
+    model.dispose();
+  }
+  const first = steps.filter((p) => p.epoch === 1);
+  const later = steps.filter((p) => p.epoch > 1);
+  assert.equal(first.length, 2);
+  for (const p of first) assert.ok(p.etaSeconds > 2 * 1000 && p.etaSeconds <= 3 * 1000, `epoch 1 step ${p.step}: ETA ${p.etaSeconds} from the estimate (2 epochs left + the rest of this one)`);
+  for (const p of later) assert.ok(p.etaSeconds < 100, `epoch ${p.epoch} step ${p.step}: ETA ${p.etaSeconds} from the measured epochs`);
 });
