@@ -1,8 +1,10 @@
 // Bundles the extension (CommonJS, for the VS Code extension host), the daemon and the `uflow`
 // CLI (ES modules for Node) and the webviews (browser IIFEs) into dist/. The wasm binaries of the
-// tfjs wasm backend are copied beside the bundles, where models/engine.ts looks for them.
+// tfjs wasm backend are copied beside the bundles, where models/engine.ts looks for them, and the
+// bundled backbone (assets/backbones: model, licence, notice) to dist/backbones, where
+// models/backbones/bundled.ts looks for it.
 import * as esbuild from 'esbuild';
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -45,6 +47,9 @@ const wasmSrc = join(root, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', '
 for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) {
   if (existsSync(join(wasmSrc, f))) copyFileSync(join(wasmSrc, f), join(dist, f));
 }
+
+const assets = join(root, 'assets', 'backbones');
+if (existsSync(assets)) cpSync(assets, join(dist, 'backbones'), { recursive: true });
 
 if (watch) {
   for (const b of builds) await (await esbuild.context(b)).watch();

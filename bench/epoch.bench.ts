@@ -13,7 +13,7 @@
  *        [--channels 8,16,32] [--input 256] [--flow-steps 4] [--backend wasm] [--workers 2]
  *
  * `--workers N` (N ≥ 2) also times the epochs on N worker threads (models/train/parallel.ts), as
- * `uflow train` does on wasm with two or more cores.
+ * `uflow train` does on wasm with two or more cores: the default there (2), `--workers 1` skips it.
  */
 import { spawnSync } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
@@ -26,6 +26,8 @@ import { mulberry32 } from '../models/flows/rng.js';
 import { runTraining } from '../models/train/trainer.js';
 import type { FeatureSet } from '../models/train/feature-cache.js';
 import { ParallelTrainer } from '../models/train/parallel.js';
+import { record } from './report.js';
+import { PYTHON, TORCH_DEVICE, torchWhat } from './python.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -39,8 +41,9 @@ const warmup = Number(arg('warmup', '1'));
 const channels = arg('channels', '8,16,32').split(',').map(Number);
 const inputSize = Number(arg('input', '256'));
 const flowSteps = Number(arg('flow-steps', '4'));
-const backend = arg('backend', 'wasm');
-const workers = Number(arg('workers', '1'));
+const backend = arg('backend', process.env.UFLOW_BACKEND ?? 'wasm');
+// What `uflow train` uses: two worker threads on wasm/cpu with ≥ 2 cores (models/train/parallel.ts).
+const workers = Number(arg('workers', String((backend === 'wasm' || backend === 'cpu') && availableParallelism() >= 2 ? 2 : 1)));
 const scaleFactors = [4, 8, 16].slice(0, channels.length);
 const sizes = scaleFactors.map((f) => inputSize / f);
 
@@ -88,11 +91,11 @@ async function benchTfjs(nWorkers: number): Promise<{ seconds: number; cpuSecond
 }
 
 function reference(): { seconds: number; cpuSeconds: number; version: string; threads: number } | string {
-  const py = '/usr/bin/python3';
+  const py = PYTHON;
   const probe = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.error || probe.status !== 0) return 'reference unavailable (/usr/bin/python3 cannot import torch)';
+  if (probe.error || probe.status !== 0) return `reference unavailable (${py} cannot import torch)`;
   const script = join(dirname(fileURLToPath(import.meta.url)), 'reference', 'epoch.py');
-  const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', sizes.join(','), '--flow-steps', String(flowSteps), '--images', String(images), '--batch', String(batch), '--epochs', String(epochs), '--warmup', String(warmup), '--threads', '2'], { encoding: 'utf8' });
+  const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', sizes.join(','), '--flow-steps', String(flowSteps), '--images', String(images), '--batch', String(batch), '--epochs', String(epochs), '--warmup', String(warmup), '--threads', '2', '--device', TORCH_DEVICE], { encoding: 'utf8' });
   if (r.status !== 0) return `reference unavailable (epoch.py failed: ${r.stderr.trim().split('\n').pop()})`;
   const o = JSON.parse(r.stdout.trim().split('\n').pop()!);
   return { seconds: o.seconds_per_epoch, cpuSeconds: o.cpu_seconds_per_epoch, version: o.torch, threads: o.threads };
@@ -110,7 +113,14 @@ if (workers > 1) {
 const ref = reference();
 if (typeof ref === 'string') console.log(ref);
 else {
-  console.log(`PyTorch ${ref.version} CPU (${ref.threads} threads): ${ref.seconds.toFixed(2)} s/epoch wall (${(images / ref.seconds).toFixed(1)} images/s), ${ref.cpuSeconds.toFixed(2)} s CPU/epoch`);
+  console.log(`${torchWhat(ref.version, ref.threads)}: ${ref.seconds.toFixed(2)} s/epoch wall (${(images / ref.seconds).toFixed(1)} images/s), ${ref.cpuSeconds.toFixed(2)} s CPU/epoch`);
   console.log(`ratio tfjs one thread / PyTorch: ${(mine.seconds / ref.seconds).toFixed(2)}× wall, ${(mine.cpuSeconds / ref.cpuSeconds).toFixed(2)}× CPU time`);
   if (par) console.log(`ratio tfjs ${workers} workers / PyTorch: ${(par.seconds / ref.seconds).toFixed(2)}× wall`);
 }
+
+// Figures for bench/results.json (npm run bench): the epoch target is judged on what training runs
+// (the worker threads where there are ≥ 2 cores).
+const shapes = `${images} images, batch ${batch}, features ${channels.map((c, i) => `${c}@${sizes[i]}²`).join(', ')}, ${flowSteps} flow steps`;
+const epochRef = typeof ref === 'string' ? null : { value: ref.seconds, unit: 's', what: torchWhat(ref.version, ref.threads) };
+record({ name: `U-Flow epoch on cached features (${shapes}), one thread`, ours: { value: mine.seconds, unit: 's' }, reference: epochRef, target: par ? undefined : 'epoch', backend: `tfjs ${backend}`, note: `${(images / mine.seconds).toFixed(1)} images/s; CPU ${mine.cpuSeconds.toFixed(2)} s/epoch` });
+if (par) record({ name: `U-Flow epoch on cached features (${shapes}), ${workers} worker threads`, ours: { value: par.seconds, unit: 's' }, reference: epochRef, target: 'epoch', backend: `tfjs ${backend}`, note: `${(images / par.seconds).toFixed(1)} images/s; CPU ${par.cpuSeconds.toFixed(2)} s/epoch (all threads)` });

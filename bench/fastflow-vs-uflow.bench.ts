@@ -18,6 +18,7 @@ import { createModel, type AnomalyModel, type ExtractorInfo, type ModelKind } fr
 import { Adam } from '../models/train/adam.js';
 import { trainStep } from '../models/train/step.js';
 import { mulberry32 } from '../models/flows/rng.js';
+import { record } from './report.js';
 
 const args = process.argv.slice(2);
 const str = (name: string, dflt: string): string => {
@@ -28,7 +29,7 @@ const num = (name: string, dflt: number): number => Number(str(name, String(dflt
 const batch = num('batch', 8);
 const steps = num('steps', 3);
 const warmup = num('warmup', 1);
-const backend = str('backend', 'wasm');
+const backend = str('backend', process.env.UFLOW_BACKEND ?? 'wasm');
 const sets = str('sets', 'mobilenet,resnet18').split(',');
 const uflowSteps = num('uflow-steps', 4);
 const fastflowSteps = num('fastflow-steps', 8);
@@ -130,4 +131,12 @@ for (const s of sets) {
   const u = rows.find((r) => r.set === s && r.model.startsWith('U-Flow'));
   const f = rows.find((r) => r.set === s && r.model.startsWith('FastFlow'));
   if (u && f) console.log(`${s}: FastFlow/U-Flow training time ×${(f.trainMsPerStep / u.trainMsPerStep).toFixed(2)}, inference ×${(f.inferMsPerImage / u.inferMsPerImage).toFixed(2)}`);
+}
+
+// Figures for bench/results.json (npm run bench): U-Flow alone, FastFlow beside U-Flow on the same features.
+for (const r of rows) {
+  const u = r.model.startsWith('FastFlow') ? rows.find((x) => x.set === r.set && x.model.startsWith('U-Flow')) : undefined;
+  const b = `tfjs ${engine.backend}`;
+  record({ name: `${r.model} training step, ${r.set} features, batch ${batch}`, ours: { value: r.trainMsPerStep, unit: 'ms' }, reference: u ? { value: u.trainMsPerStep, unit: 'ms', what: `${u.model}, same features` } : null, backend: b, note: `${r.trainImagesPerSecond.toFixed(2)} images/s, ${r.params} parameters` });
+  record({ name: `${r.model} inference per image (flow + map, no backbone), ${r.set} features`, ours: { value: r.inferMsPerImage, unit: 'ms' }, reference: u ? { value: u.inferMsPerImage, unit: 'ms', what: `${u.model}, same features` } : null, backend: b });
 }

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { generateDemoDataset } from '../models/data/demo-dataset.js';
 import { CLI, ensureBuilt } from '../test/cli/cli-helpers.js';
 import { redisMissing, startRedis, startWorkerProc, WORKER_ENV, type WorkerProc } from '../test/queue/helpers.js';
+import { record } from './report.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -95,3 +96,12 @@ console.log('| train-all | wall s | categories/min | vs 1 worker |');
 console.log('|---|---|---|---|');
 for (const r of rows) console.log(`| ${r.what} | ${r.seconds.toFixed(1)} | ${r.perMin.toFixed(2)} | ${base ? (r.perMin / base.perMin).toFixed(2) + '×' : '-'} |`);
 console.log(`load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+// Figures for bench/results.json (npm run bench): wall time of each setup beside one worker's.
+for (const r of rows)
+  record({
+    name: `train-all of ${nCats} demo categories (${input} px, ${epochs} epochs, train + evaluate), ${r.what}`,
+    ours: { value: r.seconds, unit: 's' },
+    reference: base && r !== base ? { value: base.seconds, unit: 's', what: 'the same on 1 queue worker' } : null,
+    backend: 'tfjs wasm',
+    note: `${r.perMin.toFixed(2)} categories/min`,
+  });

@@ -18,6 +18,8 @@ import { Adam } from '../models/train/adam.js';
 import { trainStep } from '../models/train/step.js';
 import { mulberry32 } from '../models/flows/rng.js';
 import { anomalyMap } from '../models/scores/anomaly-map.js';
+import { record, type Reference } from './report.js';
+import { PYTHON, TORCH_DEVICE, torchWhat } from './python.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number): number => {
@@ -28,9 +30,10 @@ const steps = opt('steps', 5);
 const warmup = opt('warmup', 1);
 const batch = opt('batch', 8);
 const backendIdx = args.indexOf('--backend');
-const backend = backendIdx >= 0 ? args[backendIdx + 1]! : 'wasm';
-// Two workers (what training uses on ≥ 2 cores) are measured unless --no-parallel.
-const parallel = !args.includes('--no-parallel') && availableParallelism() >= 2;
+const backend = backendIdx >= 0 ? args[backendIdx + 1]! : (process.env.UFLOW_BACKEND ?? 'wasm');
+// Two wasm workers (what training uses on wasm with ≥ 2 cores) are measured unless --no-parallel
+// or another backend is asked for (training on a GPU or native backend runs on one thread).
+const parallel = !args.includes('--no-parallel') && availableParallelism() >= 2 && backend === 'wasm';
 
 const channels = [64, 128, 256];
 const scaleFactors = [4, 8, 16];
@@ -108,11 +111,11 @@ async function benchParallel(): Promise<Timing | undefined> {
 }
 
 function torchReference(): { ms: number; cpuMs: number; inferenceMs: number; version: string; threads: number } | string {
-  const py = '/usr/bin/python3';
+  const py = PYTHON;
   const probe = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) return `PyTorch reference unavailable (${py} -c 'import torch' failed${probe.stderr ? `: ${probe.stderr.trim().split('\n').pop()}` : ''})`;
   const script = join(dirname(fileURLToPath(import.meta.url)), 'reference', 'train_step.py');
-  const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', scaleFactors.map((f) => inputSize / f).join(','), '--flow-steps', String(flowSteps), '--batch', String(batch), '--layer-norm', '1', '--warmup', String(warmup), '--steps', String(steps), '--threads', '2', '--input-size', String(inputSize)], { encoding: 'utf8' });
+  const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', scaleFactors.map((f) => inputSize / f).join(','), '--flow-steps', String(flowSteps), '--batch', String(batch), '--layer-norm', '1', '--warmup', String(warmup), '--steps', String(steps), '--threads', '2', '--input-size', String(inputSize), '--device', TORCH_DEVICE], { encoding: 'utf8' });
   if (r.status !== 0) return `PyTorch reference unavailable (the reference script failed: ${r.stderr.trim().split('\n').pop()})`;
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
   return { ms: out.ms_per_step, cpuMs: out.cpu_ms_per_step, inferenceMs: out.ms_per_inference, version: out.torch, threads: out.threads };
@@ -136,9 +139,24 @@ if (parallel) {
 const ref = torchReference();
 if (typeof ref === 'string') console.log(ref);
 else {
-  console.log(`PyTorch ${ref.version} CPU (${ref.threads} threads): ${ref.ms.toFixed(0)} ms/step wall, ${ref.cpuMs.toFixed(0)} ms CPU (all threads)`);
+  console.log(`${torchWhat(ref.version, ref.threads)}: ${ref.ms.toFixed(0)} ms/step wall, ${ref.cpuMs.toFixed(0)} ms CPU (all threads)`);
   console.log(`ratio tfjs ${backend} / PyTorch: ${(single.ms / ref.ms).toFixed(2)}× wall, ${(single.cpuMs! / ref.cpuMs).toFixed(2)}× CPU time`);
   if (par) console.log(`ratio tfjs 2 workers / PyTorch: ${(par.ms / ref.ms).toFixed(2)}× wall`);
   console.log(`inference: PyTorch ${ref.inferenceMs.toFixed(1)} ms, ratio tfjs ${backend} / PyTorch ${(single.inferenceMs! / ref.inferenceMs).toFixed(2)}×`);
 }
 console.log(`load average after: ${load()}`);
+
+// Figures for bench/results.json (npm run bench). The step target is judged on what training runs
+// (two workers on ≥ 2 cores), the one-thread step is recorded beside it.
+const refOf = (value: number, unit: string): Reference | null => (typeof ref === 'string' ? null : { value, unit, what: torchWhat(ref.version, ref.threads) });
+const tfName = `tfjs ${backend}`;
+record({ name: `U-Flow training step (${shape}), one thread`, ours: { value: single.ms, unit: 'ms' }, reference: typeof ref === 'string' ? null : refOf(ref.ms, 'ms'), target: par ? undefined : 'train-step', backend: tfName, note: `CPU ${single.cpuMs!.toFixed(0)} ms/step` });
+if (par) record({ name: `U-Flow training step (${shape}), 2 workers × half batch`, ours: { value: par.ms, unit: 'ms' }, reference: typeof ref === 'string' ? null : refOf(ref.ms, 'ms'), target: 'train-step', backend: tfName, note: `CPU ${par.cpuMs!.toFixed(0)} ms/step (all threads)` });
+record({
+  name: `U-Flow inference, one image's features → anomaly map ${inputSize}² (flow + map, no backbone)`,
+  ours: { value: single.inferenceMs!, unit: 'ms' },
+  reference: typeof ref === 'string' ? null : refOf(ref.inferenceMs, 'ms'),
+  // no target: the inference target is judged on the whole image (backbone included) on the engine
+  // predict uses, in onnx-vs-tfjs
+  backend: tfName,
+});

@@ -108,8 +108,10 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
           categories = chosen.length === info.categories.length ? [undefined] : chosen.map((c) => c.label);
         }
         const setting = vscode.workspace.getConfiguration('uflow').get<TrainParams['config']>('trainConfig') ?? {};
+        // uflow.backbone: 'auto' (the daemon's default: it decides at train start) or one backbone for U-Flow runs.
+        const backbone = vscode.workspace.getConfiguration('uflow').get<string>('backbone') ?? 'auto';
         let config: TrainParams['config'] = {
-          model: { ...(setting.model ?? {}), ...(opts.config?.model ?? {}) },
+          model: { ...(model === 'uflow' && backbone !== 'auto' ? { backbone } : {}), ...(setting.model ?? {}), ...(opts.config?.model ?? {}) },
           trainer: { ...(setting.trainer ?? {}), ...(opts.config?.trainer ?? {}) },
         };
         const workspace = vscode.workspace.getWorkspaceFolder(folder!)?.uri.fsPath;

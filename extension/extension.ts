@@ -46,6 +46,7 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
   const hover = new ImagePathHoverProvider(predictions);
   const panelCtx = { context, daemon, tracker, predictions };
   const datasetReports = new DatasetReports(output);
+  const noticed = new Set<string>();
 
   context.subscriptions.push(
     daemon,
@@ -53,7 +54,14 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
     predictions,
     statusBar,
     runsTree,
-    daemon.onTrainingUpdate((u) => tracker.update(u)),
+    daemon.onTrainingUpdate((u) => {
+      tracker.update(u);
+      // A notice the daemon attached to a run (e.g. backbone auto fell back to the bundled backbone): shown once.
+      if (u.notice && !noticed.has(u.runId)) {
+        noticed.add(u.runId);
+        void vscode.window.showInformationMessage(`U-Flow ${u.category}: ${u.notice}`);
+      }
+    }),
     datasetReports,
     daemon.onDatasetReport((n) => datasetReports.show(n)),
     daemon.onJobEnded((e) => {

@@ -11,7 +11,7 @@ import { predictionMarkdown } from './hover.js';
 import { hoverImages } from './png.js';
 import type { Predictions } from './predictions.js';
 import { exists, fileDataUri, listRuns, readEvaluation, runDescription, runLabel } from './runs.js';
-import { metricText } from './statusBar.js';
+import { escapeMd, metricText } from './statusBar.js';
 import type { TrainingTracker } from './training.js';
 
 export type RunsNode =
@@ -125,6 +125,9 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<RunsNode>, vsco
         const best = metricText(r.best ?? {});
         if (best) tip.appendMarkdown(`best: ${best}\n\n`);
         if (r.error) tip.appendMarkdown(`${r.error}\n\n`);
+        const auto = r.autoBackbone?.chosen;
+        if (auto) tip.appendMarkdown(`backbone auto → \`${auto.backbone}\`: ${escapeMd(auto.reason)}\n\n`);
+        if (auto?.notice) tip.appendMarkdown(`Note: ${escapeMd(auto.notice)}\n\n`);
         if (r.calibration) tip.appendMarkdown(`threshold: ${r.calibration.variant === 'calibrated' ? 'calibrated' : `paper’s ${r.calibration.variant} NFA`} — ${r.calibration.description}\n\n`);
         tip.appendMarkdown(`dataset: \`${r.datasetPath}\``);
         item.tooltip = tip;

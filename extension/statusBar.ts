@@ -1,8 +1,8 @@
 /**
  * One status bar item: training progress while a run trains
  * (`$(sync~spin) U-Flow carpet · 12/200 · loss -3.41 · 4m left`, click → Training view), a notice
- * when a run was interrupted, and otherwise `U-Flow: <backend>` with why that backend was chosen
- * and a link to Install GPU Backend.
+ * when a run was interrupted, and otherwise `U-Flow: <backend>` with why that backend was chosen,
+ * what backbone `auto` would train with (the daemon's sentence) and a link to Install GPU Backend.
  */
 import * as vscode from 'vscode';
 import type { StatusResult } from '../server/protocol.js';
@@ -68,6 +68,8 @@ export class StatusBar implements vscode.Disposable {
         tip.appendMarkdown('\n\n');
         if (u.best && Object.keys(u.best).length) tip.appendMarkdown(`best: ${metricText(u.best)}\n\n`);
         if (u.message) tip.appendMarkdown(`${u.message}\n\n`);
+        if (u.backbone) tip.appendMarkdown(`backbone: ${escapeMd(u.backbone)}\n\n`);
+        if (u.notice) tip.appendMarkdown(`$(info) ${escapeMd(u.notice)}\n\n`);
       }
       if (r.estimate) tip.appendMarkdown(`Estimated before training: ${escapeMd(r.estimate)}\n\n`);
       tip.appendMarkdown(`Click to open the Training view.`);
@@ -143,6 +145,11 @@ export function backendTooltip(s: StatusResult | undefined): vscode.MarkdownStri
     tip.appendMarkdown('Faster backends not used:\n');
     for (const k of s.engine.skipped) tip.appendMarkdown(`\n- \`${k.backend}\`: ${escapeMd(k.why)}`);
     tip.appendMarkdown('\n\n');
+  }
+  if (s.autoBackbone) {
+    const a = s.autoBackbone;
+    tip.appendMarkdown(`Backbone \`auto\` trains U-Flow with \`${a.backbone}\` at ${Array.isArray(a.inputSize) ? a.inputSize.join('×') : a.inputSize}: ${escapeMd(a.reason)}\n\n`);
+    if (a.notice) tip.appendMarkdown(`$(info) ${escapeMd(a.notice)}\n\n`);
   }
   if (!/^tensorflow/.test(s.engine.backend)) {
     tip.appendMarkdown('[$(cloud-download) Install GPU Backend](command:uflow.installBackend) to train with TensorFlow (CUDA or native CPU).\n\n');

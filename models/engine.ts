@@ -84,10 +84,24 @@ async function tryNative(gpu: boolean): Promise<string> {
 }
 
 /** On Linux Dawn needs the Vulkan loader; without it, it only prints a warning and finds nothing. */
-function vulkanLoaderPresent(): boolean {
+export function vulkanLoaderPresent(): boolean {
   if (process.platform !== 'linux') return true;
   const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'];
   return dirs.some((d) => existsSync(join(d, 'libvulkan.so.1')));
+}
+
+export interface WebgpuAdapterLike {
+  info?: { architecture?: string; vendor?: string; description?: string; device?: string };
+  isFallbackAdapter?: boolean;
+}
+
+/** The software renderer's name when a WebGPU adapter is one (SwiftShader, lavapipe, llvmpipe, a fallback adapter); undefined for hardware. */
+export function softwareAdapter(adapter: WebgpuAdapterLike): string | undefined {
+  const arch = adapter.info?.architecture ?? '';
+  const text = `${arch} ${adapter.info?.description ?? ''} ${adapter.info?.device ?? ''}`;
+  const m = /swiftshader|lavapipe|llvmpipe|software/i.exec(text);
+  if (m) return m[0].toLowerCase() === 'swiftshader' ? 'SwiftShader' : arch || adapter.info?.description || m[0];
+  return adapter.isFallbackAdapter ? arch || adapter.info?.description || 'fallback adapter' : undefined;
 }
 
 async function tryWebgpu(): Promise<string> {
@@ -99,13 +113,12 @@ async function tryWebgpu(): Promise<string> {
     throw new Error(`the webgpu package is not available (${(e as Error).message.split('\n')[0]})`);
   }
   Object.assign(globalThis, webgpu.globals);
-  const gpu = webgpu.create([]) as { requestAdapter(): Promise<null | { info?: { architecture?: string; vendor?: string; description?: string }; isFallbackAdapter?: boolean }> };
+  const gpu = webgpu.create([]) as { requestAdapter(): Promise<null | WebgpuAdapterLike> };
   const adapter = await gpu.requestAdapter();
   if (!adapter) throw new Error('no WebGPU adapter');
   const arch = adapter.info?.architecture ?? '';
-  if (adapter.isFallbackAdapter || /software|swiftshader|lavapipe|llvmpipe/i.test(`${arch} ${adapter.info?.description ?? ''}`)) {
-    throw new Error(`the WebGPU adapter is a software renderer (${arch || adapter.info?.description || 'fallback'}): slower than wasm`);
-  }
+  const software = softwareAdapter(adapter);
+  if (software) throw new Error(`the WebGPU adapter is a software renderer (${software}): slower than wasm`);
   (globalThis as { navigator?: unknown }).navigator = { gpu };
   try {
     requireOptional('@tensorflow/tfjs-backend-webgpu');

@@ -7,8 +7,10 @@
  * (the protocol's `config` of `uflow/train`, or CLI flags). Every source is validated the same way;
  * errors name the source (the file path as given, or "overrides").
  *
- * U-Flow defaults (official configs): input_size 448, flow_steps 4, backbone mcait, weight_decay
- * 1e-5, batch_val 5; epochs / batch_train / learning_rate per MVTec category, `mvtec_default` for
+ * U-Flow defaults (official configs, except the backbone): input_size 448, flow_steps 4, weight_decay
+ * 1e-5, batch_val 5; backbone `auto` (the official configs say mcait): chosen at train start from the
+ * engine and the weights at hand (server/backbone-policy.ts), with its own input size unless the
+ * config sets input_size; epochs / batch_train / learning_rate per MVTec category, `mvtec_default` for
  * any other category. The logging keys take the official trainer's defaults (25, 25, 25, true,
  * 20). Our additions: validate_every 1 (the official trainer validates every epoch), patience 20
  * (its EarlyStopping on pixel AUROC), seed 0.
@@ -95,7 +97,7 @@ export function defaultConfig(category: string, model: ModelKind = 'uflow'): Run
   }
   const c = OFFICIAL_CATEGORY_DEFAULTS[category] ?? MVTEC_DEFAULT;
   return {
-    model: { input_size: 448, flow_steps: 4, backbone: 'mcait' },
+    model: { input_size: 448, flow_steps: 4, backbone: 'auto' },
     trainer: {
       epochs: c.epochs,
       batch_train: c.batch_train,
@@ -148,7 +150,7 @@ const fraction: Check = (v) => {
   return n !== undefined && n >= 0 && n <= 0.5 ? { ok: true, value: n } : { ok: false, want: 'a fraction between 0 and 0.5' };
 };
 
-export const BACKBONE_NAMES = ['resnet18', 'wide_resnet50_2', 'mcait', 'cait', 'deit', 'builtin:filters'] as const;
+export const BACKBONE_NAMES = ['auto', 'resnet18', 'wide_resnet50_2', 'mcait', 'cait', 'deit', 'mobilenet_v2', 'builtin:filters'] as const;
 const backbone: Check = (v) =>
   typeof v === 'string' && ((BACKBONE_NAMES as readonly string[]).includes(v) || (v.startsWith('tfjs:') && v.length > 5))
     ? { ok: true, value: v }
@@ -288,7 +290,8 @@ export function validatePartialConfig(raw: unknown, src: string): ConfigOverride
   return out;
 }
 
-function checkWhole(cfg: RunConfig, src: string, model: ModelKind): void {
+/** The checks across keys (backbone × size × layers); also run on what `backbone: auto` chose. Throws ConfigError. */
+export function checkWhole(cfg: RunConfig, src: string, model: ModelKind): void {
   const m = cfg.model;
   if (m.backbone.startsWith('tfjs:')) {
     if (!m.backbone_layers) {
@@ -361,9 +364,16 @@ function resolveBackboneDir(part: ConfigOverrides, file: string): ConfigOverride
 
 /** The configuration of a run: defaults ← YAML file ← overrides, validated. Throws ConfigError. */
 export function loadConfig(opts: LoadConfigOptions): RunConfig {
+  return loadConfigDetailed(opts).config;
+}
+
+/** loadConfig, and whether the file or the overrides set model.input_size (`backbone: auto` keeps such a size). */
+export function loadConfigDetailed(opts: LoadConfigOptions): { config: RunConfig; inputSizeSet: boolean } {
   const cfg = defaultConfig(opts.category, opts.model ?? 'uflow');
   let wholeSrc = 'config';
+  let inputSizeSet = false;
   const apply = (part: ConfigOverrides, src: string) => {
+    if (part.model?.input_size !== undefined) inputSizeSet = true;
     Object.assign(cfg.model, part.model ?? {});
     Object.assign(cfg.trainer, part.trainer ?? {});
     if (part.model?.backbone !== undefined || part.model?.backbone_layers !== undefined || part.model?.backbone_input_range !== undefined || part.model?.backbone_preprocessing !== undefined || part.model?.input_size !== undefined) wholeSrc = src;
@@ -371,7 +381,7 @@ export function loadConfig(opts: LoadConfigOptions): RunConfig {
   if (opts.path !== undefined) apply(resolveBackboneDir(validatePartialConfig(readYaml(opts.path), opts.path), opts.path), opts.path);
   if (opts.overrides) apply(validatePartialConfig(opts.overrides, 'overrides'), 'overrides');
   checkWhole(cfg, wholeSrc, opts.model ?? 'uflow');
-  return cfg;
+  return { config: cfg, inputSizeSet };
 }
 
 const MODEL_ORDER: Array<keyof ModelConfig> = ['input_size', 'flow_steps', 'backbone', 'backbone_layers', 'backbone_input_range', 'backbone_preprocessing', 'hidden_ratio', 'conv3x3_only'];

@@ -1,5 +1,6 @@
 /**
- * `uflow doctor`: versions, machine, a self-test of the tensor engine, and whether onnxruntime-node
+ * `uflow doctor`: versions, machine, a self-test of the tensor engine, what `backbone: auto` would
+ * train U-Flow with on this machine and why (server/backbone-policy.ts), and whether onnxruntime-node
  * (the default inference engine of predict and evaluate) loads: its version and execution
  * providers, or why not. onnxruntime-node is optional (tfjs takes over): it does not make doctor fail.
  */
@@ -8,6 +9,8 @@ import { cpus, totalmem } from 'node:os';
 import { describeEngine, initEngine, type EngineInfo } from '../models/engine.js';
 import { loadOrt, ortVersion } from '../models/export/ort-session.js';
 import { versions } from './job-common.js';
+import type { AutoBackboneChoice } from './protocol.js';
+import { describeChoice, resolveAutoBackbone } from './backbone-policy.js';
 
 export interface DoctorReport {
   ok: boolean;
@@ -16,6 +19,8 @@ export interface DoctorReport {
   versions: Record<string, string>;
   /** onnxruntime-node: its version and execution providers, or why it did not load. */
   onnxruntime: OrtReport;
+  /** What `backbone: auto` would choose for a U-Flow run (no input_size set) with this engine. */
+  autoBackbone?: AutoBackboneChoice;
   error?: string;
 }
 
@@ -52,9 +57,12 @@ export async function doctor(opts: { backend?: string } = {}): Promise<DoctorRep
     const val = (await y.data())[0];
     y.dispose();
     lines.push(`self-test: conv2d ok (${val}) in ${(performance.now() - t0).toFixed(1)} ms`);
+    const autoBackbone = await resolveAutoBackbone('uflow', engine.backend, undefined);
+    lines.push(describeChoice(autoBackbone));
+    if (autoBackbone.notice) lines.push(`  notice: ${autoBackbone.notice}`);
     const onnxruntime = await ortReport();
     lines.push(describeOrt(onnxruntime));
-    return { ok: true, text: lines.join('\n'), engine, versions: v, onnxruntime };
+    return { ok: true, text: lines.join('\n'), engine, versions: v, onnxruntime, autoBackbone };
   } catch (e) {
     const msg = (e as Error).message;
     lines.push(`engine: ${msg}`);

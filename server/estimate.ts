@@ -170,6 +170,9 @@ export async function measureTraining(o: MeasureOptions): Promise<Measured> {
   try {
     const setIndex = uncached.findIndex((u) => u.length > 0);
     const budget = o.budgetSeconds ?? 3;
+    // Past SLOW × the budget of measuring, every later part takes its first (warm-up) call as the
+    // figure: pessimistic, but the measuring stays near that plus one call of each part.
+    const spare = () => now() - t0 < SLOW * budget;
     if (setIndex >= 0) {
       const paths = o.imageSets[setIndex]!;
       const first = uncached[setIndex]!.slice(0, FEATURE_BATCH).map((i) => paths[i]!);
@@ -179,7 +182,7 @@ export async function measureTraining(o: MeasureOptions): Promise<Measured> {
       const single = await loadFeatures(first.slice(0, 1), { ...cacheOpts, persist: false });
       const singleSeconds = now() - t1;
       checkAbort(o.signal);
-      if (singleSeconds > SLOW * budget || first.length === 1) {
+      if (singleSeconds > SLOW * budget || first.length === 1 || !spare()) {
         featureSecondsPerImage = singleSeconds;
         sample = single;
       } else {
@@ -193,7 +196,7 @@ export async function measureTraining(o: MeasureOptions): Promise<Measured> {
         featureSecondsPerImage = firstSeconds / first.length;
         measuredImages = first.length;
         const second = uncached[setIndex]!.slice(FEATURE_BATCH, 2 * FEATURE_BATCH).map((i) => paths[i]!);
-        if (second.length === FEATURE_BATCH && firstSeconds <= budget) {
+        if (second.length === FEATURE_BATCH && firstSeconds <= budget && spare()) {
           checkAbort(o.signal);
           const t2 = now();
           const warm = await loadFeatures(second, cacheOpts);
@@ -219,7 +222,7 @@ export async function measureTraining(o: MeasureOptions): Promise<Measured> {
       await o.gradients(batch); // warm-up: kernels compile, workers start their engines
       const warm = now() - w0;
       const times: number[] = [];
-      if (warm > SLOW * budget) times.push(warm); // a very slow step: the warm-up one is the figure (bounded)
+      if (warm > SLOW * budget || !spare()) times.push(warm); // a very slow step: the warm-up one is the figure (bounded)
       else {
         // The warm-up step is several times slower (kernels compile in every worker): up to 5
         // warm steps within the budget, at least 2 (a slow one alone is enough).
@@ -242,7 +245,7 @@ export async function measureTraining(o: MeasureOptions): Promise<Measured> {
       const v0 = now();
       await o.validate(sample.levels); // warm-up; when slow, the figure
       let v = now() - v0;
-      if (v <= SLOW * budget) {
+      if (v <= SLOW * budget && spare()) {
         const v1 = now();
         await o.validate(sample.levels);
         v = now() - v1;

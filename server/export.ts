@@ -76,7 +76,7 @@ export async function exportRun(opts: ExportOptions): Promise<ExportResult> {
   // Refused before the backbone is built (which may download weights).
   const picked = pickRun(trainDir, opts.runId, opts.category);
   const refusal = exportRefusal(picked.model, picked.config);
-  if (refusal) throw new PipelineError(refusal, 'NotAvailable');
+  if (refusal) throw new PipelineError(refusal, 'NotAvailable', true);
   const { run, checkpoint, model, extractor, metadata: ckMeta } = await openRunModel({ trainDir, runId: basename(picked.dir), backend: opts.backend });
   try {
     const sha = createHash('sha256').update(readFileSync(checkpoint)).digest('hex');
@@ -101,7 +101,7 @@ export async function exportRun(opts: ExportOptions): Promise<ExportResult> {
         docString: `${ONNX_EXPORT_FORMAT}: ${run.model} run ${run.runId} (${run.category}); inputs, outputs and the detection threshold are described in metadata_props`,
       });
     } catch (e) {
-      if (e instanceof ExportUnsupportedError) throw new PipelineError(e.message, 'NotAvailable');
+      if (e instanceof ExportUnsupportedError) throw new PipelineError(e.message, 'NotAvailable', true);
       throw e;
     }
     const path = resolve(opts.out ?? join(run.dir, DEFAULT_EXPORT_FILE));

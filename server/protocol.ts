@@ -18,7 +18,10 @@ export interface ModelConfig {
   /** One integer (square, as the official configs) or [height, width]. */
   input_size: number | [number, number];
   flow_steps: number;
-  /** 'resnet18' | 'wide_resnet50_2' | 'mcait' | 'cait' | 'deit' | 'tfjs:<dir>' */
+  /**
+   * 'auto' (U-Flow's default: chosen at train start, server/backbone-policy.ts) | 'resnet18' |
+   * 'wide_resnet50_2' | 'mcait' | 'cait' | 'deit' | 'mobilenet_v2' (bundled) | 'builtin:filters' | 'tfjs:<dir>'
+   */
   backbone: string;
   /** For a tfjs backbone: the layer names to tap, finest first. */
   backbone_layers?: string[];
@@ -100,6 +103,30 @@ export interface TrainingUpdate {
   /** Best values so far, per metric. */
   best?: ValidationMetrics;
   message?: string;
+  /** What the run trains on, one line the server writes (e.g. "mobilenet_v2 at 256 (backbone auto: …)"). */
+  backbone?: string;
+  /** A one-line notice for the user about this run (e.g. auto fell back to the bundled backbone: how to get a better one). */
+  notice?: string;
+}
+
+/** What `backbone: auto` chose for a run, at its train start, and why. */
+export interface AutoBackboneChoice {
+  backbone: string;
+  inputSize: number | [number, number];
+  /** Why, in one sentence (the engine and where the weights are). */
+  reason: string;
+  /** Set when a better backbone could be had: which and how (one line). */
+  notice?: string;
+  /** The engine's backend it was chosen for. */
+  backend: string;
+}
+
+/** A run configured with `backbone: auto`: whether its config set input_size, and (once training started) the choice. */
+export interface AutoBackbone {
+  /** The configuration set input_size itself (auto keeps it). */
+  inputSizeSet: boolean;
+  /** Absent while the run is queued. */
+  chosen?: AutoBackboneChoice;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,6 +152,8 @@ export interface RunInfo {
   holdout?: HoldoutInfo;
   /** How the detection threshold was calibrated (calibration.json holds the fit). */
   calibration?: CalibrationSummary;
+  /** Present when the config said `backbone: auto`: what it chose and why (config.backbone is the choice once training started). */
+  autoBackbone?: AutoBackbone;
 }
 
 export interface HoldoutInfo {
@@ -289,6 +318,8 @@ export interface StatusResult {
   uptimeSeconds?: number;
   /** The daemon's process id. */
   pid?: number;
+  /** What `backbone: auto` would choose for a U-Flow run (no input_size set) on this engine, and why. */
+  autoBackbone?: AutoBackboneChoice;
 }
 
 export interface JobInfo {

@@ -29,6 +29,7 @@ export function extractorId(cfg: RunConfig): string {
 
 export async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undefined, log: (l: string) => void): Promise<FeatureExtractor> {
   const m = cfg.model;
+  if (m.backbone === 'auto') throw new PipelineError('backbone auto is chosen when the run starts training, and this run has not started: train it first', 'NotAvailable');
   try {
     let weights: string | string[] | undefined;
     if (backboneNeedsWeights(m.backbone)) {

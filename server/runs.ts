@@ -27,6 +27,8 @@ export class PipelineError extends Error {
   constructor(
     message: string,
     readonly code: PipelineErrorCode = 'JobFailed',
+    /** For 'NotAvailable': true when trying again cannot help (an export the format cannot express), so a queue worker does not retry it. */
+    readonly permanent = false,
   ) {
     super(message);
     this.name = 'PipelineError';

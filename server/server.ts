@@ -36,6 +36,7 @@ import {
 } from 'vscode-languageserver/node.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine, type EngineInfo } from '../models/engine.js';
+import { resolveAutoBackbone } from './backbone-policy.js';
 import { Predictor } from './predict.js';
 import { markInterrupted } from './runs.js';
 import {
@@ -52,7 +53,7 @@ import {
 import { JobQueue } from './jobs.js';
 import { QueueClient } from './queue/client.js';
 import { makeRoot, PathPolicy, trainDirOf, uriToPath, type Root } from './paths.js';
-import { Methods, PROTOCOL_VERSION, type JobEnded, type LogParams, type UflowServerCapabilities } from './protocol.js';
+import { Methods, PROTOCOL_VERSION, type AutoBackboneChoice, type JobEnded, type LogParams, type UflowServerCapabilities } from './protocol.js';
 import { toResponseError } from './handlers/common.js';
 import { GuardedReader } from './rpc-guard.js';
 import { modelCacheRoot } from './path-guard.js';
@@ -234,6 +235,8 @@ class Daemon implements DaemonApi {
       },
     );
     for (const r of this.allowRoots) this.adoptTrainDir(trainDirOf(r.path));
+    // What backbone auto would choose, probed in the background (uflow/status reports it).
+    void this.autoBackbone();
 
     // Tensor hygiene: a job that ran alone (and did not change the model cache) must leave
     // tf.memory().numTensors where it found it; a difference is logged as a leak.
@@ -265,6 +268,18 @@ class Daemon implements DaemonApi {
 
   engine(): Promise<EngineInfo | undefined> {
     return this.enginePromise;
+  }
+
+  private autoChoice: { at: number; value: Promise<AutoBackboneChoice | undefined> } | undefined;
+
+  autoBackbone(): Promise<AutoBackboneChoice | undefined> {
+    const stale = this.autoChoice && Date.now() - this.autoChoice.at > 60_000 ? this.autoChoice.value : undefined;
+    if (!this.autoChoice || stale) {
+      const value = this.enginePromise.then((info) => (info ? resolveAutoBackbone('uflow', info.backend, undefined) : undefined)).catch(() => undefined);
+      this.autoChoice = { at: Date.now(), value };
+    }
+    // A stale answer serves while the next probe runs (at most a few seconds offline).
+    return stale ?? this.autoChoice.value;
   }
 
   engineError(): string | undefined {

@@ -24,7 +24,8 @@ import { datasetForJob, type DatasetReportHooks } from './dataset-report.js';
 import { preflightConfig } from './preflight.js';
 import { describeError } from '../models/io/fs-errors.js';
 import { datasetFingerprint } from '../models/data/dataset.js';
-import { configToYaml, loadConfig } from './config.js';
+import { configToYaml, loadConfigDetailed } from './config.js';
+import { AUTO_BACKBONE, configWithAutoBackbone, describeChoice } from './backbone-policy.js';
 import { appendMetrics, claimRun, isPidAlive, METRIC_NAMES, newRunId, PipelineError, readMetrics, readRun, RUN_FILES, runDir, truncateMetrics, writeRun, type SelectionMetric, type StoredRun } from './runs.js';
 import { userMessage, asPipelineError, ensureEngine, resolveDataset, versions } from './job-common.js';
 import { extractorId, buildExtractor, tensorImageLoader, type ValidationData, targetSizeOf, loadValidationData, checkpointFiles, predictorCheckpoint, loadCheckpointChecked } from './run-model.js';
@@ -87,7 +88,7 @@ export function prepareRun(opts: TrainOptions): RunInfo {
   if (opts.resumeRunId) return prepareResume(trainDir, opts);
   const model = opts.model ?? 'uflow';
   const ds = resolveDataset(opts.datasetPath, opts.category);
-  const config = resolveConfig(ds.category, model, opts.configPath, opts.config);
+  const { config, inputSizeSet } = resolveConfig(ds.category, model, opts.configPath, opts.config);
   preflightConfig(config, opts.configPath);
   const runId = newRunId(ds.category, model);
   const now = new Date().toISOString();
@@ -107,6 +108,7 @@ export function prepareRun(opts: TrainOptions): RunInfo {
     engine: { backend: engineInfo()?.backend ?? 'pending', device: engineInfo()?.device ?? '' },
     versions: versions(),
     best: {},
+    ...(config.model.backbone === AUTO_BACKBONE ? { autoBackbone: { inputSizeSet } } : {}),
   };
   mkdirSync(dir, { recursive: true });
   atomicWriteFile(join(dir, 'config.yaml'), configToYaml(config));
@@ -151,7 +153,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     hooks.onRun?.(run);
     return run;
   };
-  const base = { runId: run.runId, jobId: opts.jobId ?? '', category: run.category, model: run.model } as const;
+  const base: Pick<TrainingUpdate, 'runId' | 'jobId' | 'category' | 'model' | 'backbone' | 'notice'> = { runId: run.runId, jobId: opts.jobId ?? '', category: run.category, model: run.model };
   let tensorsBefore = -1;
   const disposables: Array<{ dispose(): void }> = [];
   try {
@@ -160,7 +162,17 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     const engine = await ensureEngine(opts.backend);
     tensorsBefore = tf.memory().numTensors;
     save({ engine: { backend: engine.backend, device: engine.device } });
+    if (run.config.model.backbone === AUTO_BACKBONE) {
+      const { config, chosen } = await configWithAutoBackbone(run.config, run.model, engine.backend, run.autoBackbone?.inputSizeSet ?? false, { signal: opts.signal });
+      atomicWriteFile(join(run.dir, 'config.yaml'), `# backbone: auto chose ${chosen.backbone} at ${formatSize(chosen.inputSize)} for ${chosen.backend}: ${chosen.reason}\n${configToYaml(config)}`);
+      save({ config, autoBackbone: { inputSizeSet: run.autoBackbone?.inputSizeSet ?? false, chosen } });
+    }
     const cfg = run.config;
+    const chosen = run.autoBackbone?.chosen;
+    base.backbone = `${cfg.model.backbone} at ${formatSize(cfg.model.input_size)}${chosen ? ` (backbone auto: ${chosen.reason})` : ''}`;
+    if (chosen?.notice) base.notice = chosen.notice;
+    if (chosen) log(describeChoice(chosen));
+    if (chosen?.notice) log(`notice: ${chosen.notice}`);
     const ds = await datasetForJob({ purpose: 'train', categoryDir: run.datasetPath, inputSize: cfg.model.input_size, runDir: run.dir, withTest: cfg.trainer.validate_every > 0, onDatasetReport: hooks.onDatasetReport });
     if (ds.train.length === 0) throw new PipelineError(`${run.datasetPath}: no training images (train/good is empty)`, 'BadDataset');
     const split = run.holdout
@@ -389,13 +401,19 @@ export async function estimateTraining(opts: EstimateOptions, log: (l: string) =
   const trainDir = resolve(opts.trainDir);
   const kind = opts.model ?? 'uflow';
   const cats = opts.categories?.length ? opts.categories : [opts.category];
-  const resolved = cats.map((c) => {
+  const declared = cats.map((c) => {
     const ds = resolveDataset(opts.datasetPath, c);
-    const config = resolveConfig(ds.category, kind, opts.configPath, opts.config);
+    const { config, inputSizeSet } = resolveConfig(ds.category, kind, opts.configPath, opts.config);
     preflightConfig(config, opts.configPath);
-    return { ...ds, config };
+    return { ...ds, config, inputSizeSet };
   });
   const engine = await ensureEngine(opts.backend);
+  // `backbone: auto` is estimated as the training will resolve it (server/backbone-policy.ts).
+  const resolved: Array<{ categoryDir: string; category: string; config: RunConfig }> = [];
+  for (const d of declared) {
+    if (d.config.model.backbone !== AUTO_BACKBONE) resolved.push(d);
+    else resolved.push({ ...d, config: (await configWithAutoBackbone(d.config, kind, engine.backend, d.inputSizeSet, { signal: opts.signal })).config });
+  }
   const first = resolved[0]!;
   const cfg = first.config;
   const disposables: Array<{ dispose(): void }> = [];
@@ -481,9 +499,9 @@ async function startWorkers(model: AnomalyModel, engine: EngineInfo, log: (l: st
   }
 }
 
-function resolveConfig(category: string, model: 'uflow' | 'fastflow', configPath?: string, overrides?: ConfigOverrides) {
+function resolveConfig(category: string, model: 'uflow' | 'fastflow', configPath?: string, overrides?: ConfigOverrides): { config: RunConfig; inputSizeSet: boolean } {
   try {
-    return loadConfig({ category, model, path: configPath, overrides });
+    return loadConfigDetailed({ category, model, path: configPath, overrides });
   } catch (e) {
     asPipelineError(e, 'JobFailed');
   }

@@ -28,13 +28,15 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bench:gpu compares against PyTorch CUDA)")
     args = p.parse_args()
+    dev = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     channels = [int(c) for c in args.channels.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
-    model = UFlow(channels, sizes, args.flow_steps, bool(args.layer_norm))
-    feats = [torch.randn(args.images, c, s, s) for c, s in zip(channels, sizes)]
+    model = UFlow(channels, sizes, args.flow_steps, bool(args.layer_norm)).to(dev)
+    feats = [torch.randn(args.images, c, s, s).to(dev) for c, s in zip(channels, sizes)]
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=args.lr, weight_decay=1e-5)
     gen = torch.Generator().manual_seed(0)
 
@@ -42,7 +44,7 @@ def main():
         perm = torch.randperm(args.images, generator=gen)
         total = 0.0
         for i in range(0, args.images, args.batch):
-            idx = perm[i : i + args.batch]
+            idx = perm[i : i + args.batch].to(dev)
             opt.zero_grad()
             zs, logdet = model([f[idx] for f in feats])
             loss = torch.mean(sum(0.5 * torch.sum(z**2, dim=(1, 2, 3)) for z in zs) - logdet)
@@ -61,7 +63,7 @@ def main():
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     s = statistics.median(times)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "seconds_per_epoch": s, "cpu_seconds_per_epoch": statistics.median(cpu), "images_per_second": args.images / s, "losses": losses}))
+    print(json.dumps({"torch": torch.__version__, "device": args.device, "threads": torch.get_num_threads(), "seconds_per_epoch": s, "cpu_seconds_per_epoch": statistics.median(cpu), "images_per_second": args.images / s, "losses": losses}))
 
 
 if __name__ == "__main__":

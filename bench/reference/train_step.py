@@ -64,7 +64,7 @@ class UFlow(nn.Module):
             feats = [n(f) for n, f in zip(self.norms, feats)]
         S = len(feats)
         x = feats[-1]
-        logdet = torch.zeros(x.shape[0])
+        logdet = torch.zeros(x.shape[0], device=x.device)
         zs = [None] * S
         for j, stage in enumerate(self.stages):
             for block in stage:
@@ -171,16 +171,18 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-5)
     p.add_argument("--input-size", type=int, default=256, help="size of the anomaly map of the inference timing")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bench:gpu compares against PyTorch CUDA)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     if args.check:
         check(args.check, args.steps, args.lr, args.weight_decay)
         return
     torch.manual_seed(0)
     channels = [int(c) for c in args.channels.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
-    model = UFlow(channels, sizes, args.flow_steps, bool(args.layer_norm))
-    feats = [torch.randn(args.batch, c, s, s) for c, s in zip(channels, sizes)]
+    model = UFlow(channels, sizes, args.flow_steps, bool(args.layer_norm)).to(dev)
+    feats = [torch.randn(args.batch, c, s, s).to(dev) for c, s in zip(channels, sizes)]
     opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=1e-3, weight_decay=1e-5)
 
     def step():
@@ -227,6 +229,7 @@ def main():
                 "times_ms": times,
                 "losses": losses,
                 "torch": torch.__version__,
+                "device": args.device,
                 "threads": torch.get_num_threads(),
             }
         )

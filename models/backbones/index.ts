@@ -9,6 +9,7 @@
  * | `cait`              | cait_m48_448 (FastFlow)                                       | 16                   |
  * | `deit`              | deit_base_distilled_patch16_384 (FastFlow)                    | 16                   |
  * | `tfjs:<dir>`        | the folder's model.json + shards                              | the tapped layers    |
+ * | `mobilenet_v2`      | bundled (ImageNet MobileNetV2-0.35, bundled.ts)               | 4, 8, 16             |
  * | `builtin:filters`   | none                                                          | 4, 8, 16             |
  *
  * Pretrained downloads are not done here: `weights` is a TensorMap already in memory or a local
@@ -18,6 +19,7 @@
 import { existsSync } from 'node:fs';
 import { readSafetensors, type TensorMap } from '../io/safetensors.js';
 import { BUILTIN_FILTERS, createBuiltinExtractor } from './builtin.js';
+import { BUNDLED_MOBILENET, BUNDLED_MOBILENET_LAYERS, BUNDLED_MOBILENET_RANGE, bundledBackboneDir } from './bundled.js';
 import { createCaitExtractor, createDeitExtractor, createMsCaitExtractor } from './cait.js';
 import { createResnetExtractor } from './resnet.js';
 import { createTfjsLayersExtractor } from './tfjs-layers.js';
@@ -29,7 +31,7 @@ export type { FeatureExtractor } from './types.js';
 export type WeightsInput = TensorMap | string;
 
 export interface BackboneSpec {
-  /** 'resnet18' | 'wide_resnet50_2' | 'mcait' | 'cait' | 'deit' | 'tfjs:<dir>' | 'builtin:filters'. */
+  /** 'resnet18' | 'wide_resnet50_2' | 'mcait' | 'cait' | 'deit' | 'tfjs:<dir>' | 'mobilenet_v2' | 'builtin:filters'. */
   backbone: string;
   /** One integer (square) or [height, width]. */
   inputSize: SizeInput;
@@ -45,11 +47,11 @@ export interface BackboneSpec {
   blocks?: number | readonly [number, number];
 }
 
-export const BACKBONES = ['resnet18', 'wide_resnet50_2', 'mcait', 'cait', 'deit', 'tfjs:<dir>', BUILTIN_FILTERS] as const;
+export const BACKBONES = ['resnet18', 'wide_resnet50_2', 'mcait', 'cait', 'deit', 'tfjs:<dir>', BUNDLED_MOBILENET, BUILTIN_FILTERS] as const;
 
-/** What a spec needs before it can be built: nothing, or weights (none are bundled). */
+/** What a spec needs before it can be built: nothing (tfjs folders, the bundled and built-in ones), or weights. */
 export function backboneNeedsWeights(backbone: string): boolean {
-  return !backbone.startsWith('tfjs:') && backbone !== BUILTIN_FILTERS;
+  return !backbone.startsWith('tfjs:') && backbone !== BUILTIN_FILTERS && backbone !== BUNDLED_MOBILENET;
 }
 
 function missingWeights(backbone: string, path?: string): Error {
@@ -126,6 +128,14 @@ export async function createExtractor(spec: BackboneSpec): Promise<FeatureExtrac
     });
   }
   switch (b) {
+    case BUNDLED_MOBILENET:
+      return createTfjsLayersExtractor({
+        dir: bundledBackboneDir(),
+        name: BUNDLED_MOBILENET,
+        inputSize: spec.inputSize,
+        layers: spec.layers?.map(String) ?? BUNDLED_MOBILENET_LAYERS,
+        inputRange: spec.inputRange ?? BUNDLED_MOBILENET_RANGE,
+      });
     case BUILTIN_FILTERS:
       return createBuiltinExtractor(b, spec.inputSize);
     case 'resnet18':

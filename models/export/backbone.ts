@@ -16,11 +16,11 @@ import { avgPool, concatChannels, conv, mulScalar, reflectPad, subScalar } from 
 export { ExportUnsupportedError } from './errors.js';
 
 /** Backbone names (as in a run's config) the exporter translates. */
-export const SUPPORTED_BACKBONES = [BUILTIN_FILTERS, 'tfjs:<dir>', 'resnet18', 'wide_resnet50_2'] as const;
+export const SUPPORTED_BACKBONES = [BUILTIN_FILTERS, 'tfjs:<dir>', 'mobilenet_v2', 'resnet18', 'wide_resnet50_2'] as const;
 
 /** Whether a configured backbone name has an emitter. */
 export function backboneSupported(name: string): boolean {
-  return name === BUILTIN_FILTERS || name.startsWith('tfjs:') || name === 'resnet18' || name === 'wide_resnet50_2';
+  return name === BUILTIN_FILTERS || name.startsWith('tfjs:') || name === 'mobilenet_v2' || name === 'resnet18' || name === 'wide_resnet50_2';
 }
 
 export interface BackboneEmitter {

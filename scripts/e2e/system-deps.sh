@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The Debian packages the VS Code tests (npm run test:vscode, npm run test:e2e) need:
+# The Debian packages the VS Code tests (npm run test:vscode, npm run test:e2e) and the queue tests need:
 #   chromium     the browser playwright-core drives (never `npx playwright install`)
 #   libkrb5-dev  code-server's `kerberos` module compiles against it
 #   ripgrep      code-server's @vscode/ripgrep is satisfied offline with Debian's rg
 #   g++ make python3  node-gyp for code-server's native modules (kerberos, node-pty, …)
+#   redis-server the queue suite's real Redis (test/queue; skipped with the reason without it)
 # A package counts as present when `dpkg -s` knows it; when all are, nothing else runs (no
 # apt-get update). `npm test` (test/run.mjs, through system-deps.mjs) runs this script itself when
 # it can (root, or passwordless sudo, and apt-get) and otherwise stops with the command to run.
@@ -11,7 +12,7 @@
 #        scripts/e2e/system-deps.sh --list     print the names only
 #        scripts/e2e/system-deps.sh --missing  print the names of the missing ones only
 set -euo pipefail
-PKGS=(chromium libkrb5-dev ripgrep g++ make python3)
+PKGS=(chromium libkrb5-dev ripgrep g++ make python3 redis-server)
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -8,7 +8,7 @@ import type { JobQueue } from '../jobs.js';
 import type { Predictor } from '../predict.js';
 import type { PathPolicy } from '../paths.js';
 import type { QueueClient } from '../queue/client.js';
-import type { LogParams } from '../protocol.js';
+import type { AutoBackboneChoice, LogParams } from '../protocol.js';
 import type { PredictorCache } from './predictors.js';
 import type { WorkDoneReporter } from './progress.js';
 
@@ -34,6 +34,8 @@ export interface DaemonApi {
   /** Resolves when the engine is up (undefined when none could be loaded: see engineError). */
   engine(): Promise<EngineInfo | undefined>;
   engineError(): string | undefined;
+  /** What `backbone: auto` would choose for a U-Flow run on this engine now (probed at most once a minute). */
+  autoBackbone(): Promise<AutoBackboneChoice | undefined>;
   /** To every connected client. */
   broadcast(method: string, params: unknown): void;
   session(id: number): SessionApi | undefined;

@@ -30,5 +30,6 @@ export async function status(_params: unknown, ctx: RequestContext): Promise<Sta
     predictCache: ctx.daemon.predictors.stats(),
     uptimeSeconds: Math.round((Date.now() - ctx.daemon.startedAt) / 1000),
     pid: process.pid,
+    autoBackbone: await ctx.daemon.autoBackbone(),
   };
 }

@@ -158,7 +158,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       if (reason instanceof LockLost) throw new UnrecoverableError(reason.message);
       const msg = (e as Error)?.message ?? String(e);
       log(`job ${jobId} failed: ${msg}`);
-      if (e instanceof BadJobError || (e instanceof PipelineError && e.code !== 'NotAvailable')) throw new UnrecoverableError(msg);
+      if (e instanceof BadJobError || (e instanceof PipelineError && (e.code !== 'NotAvailable' || e.permanent))) throw new UnrecoverableError(msg);
       throw e;
     } finally {
       active.delete(jobId);

@@ -30,6 +30,8 @@ test('train detects the planted defects (validation in the run)', async () => {
   assert.equal(run.state, 'finished');
   assert.equal(run.epochsDone, 6);
   assert.equal(run.pid, undefined);
+  // An explicit backbone is never changed by auto.
+  assert.deepEqual([run.config.model.backbone, run.autoBackbone], ['builtin:filters', undefined]);
   const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(lines.map((l) => l.epoch), [1, 2, 3, 4, 5, 6]);
   assert.ok(lines[2].metrics && lines[5].metrics && !lines[0].metrics, 'validation at epochs 3 and 6');

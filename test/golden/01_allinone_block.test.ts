@@ -5,10 +5,10 @@ import { initEngine } from '../../models/engine.js';
 import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
 import { AllInOneBlock } from '../../models/flows/allinone-block.js';
 import { validateState } from '../../models/flows/state.js';
-import { goldenCases, loadGolden, skipReason } from '../helpers/golden.js';
+import { goldenCases, loadGolden, skipReason, goldenBackends } from '../helpers/golden.js';
 import { assertClose, maxAbsDiff } from '../helpers/assert-close.js';
 
-const BACKENDS = ['wasm', 'cpu'] as const;
+const BACKENDS = goldenBackends();
 
 for (const name of goldenCases('01_')) {
   for (const backend of BACKENDS) {

@@ -5,7 +5,7 @@ import { initEngine } from '../../models/engine.js';
 import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
 import { UFlowGraph } from '../../models/flows/uflow-graph.js';
 import { lpzPerSample, uflowLoss, uflowLossLegacy } from '../../models/train/loss.js';
-import { goldenCases, loadGolden, skipReason, type GoldenCase } from '../helpers/golden.js';
+import { goldenCases, loadGolden, skipReason, type GoldenCase, goldenBackends } from '../helpers/golden.js';
 import { assertClose, maxAbsDiff } from '../helpers/assert-close.js';
 
 function graphFromManifest(g: GoldenCase, seed = 7): UFlowGraph {
@@ -23,7 +23,7 @@ function goldenInputs(g: GoldenCase): tf.Tensor4D[] {
 }
 
 for (const name of goldenCases('02_')) {
-  for (const backend of ['wasm', 'cpu'] as const) {
+  for (const backend of goldenBackends()) {
     test(`${name} on ${backend}`, { skip: skipReason() }, async () => {
       await initEngine({ backend });
       const g = loadGolden(name);

@@ -4,10 +4,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../models/engine.js';
 import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
 import { IRevNetUpsampling, downsampleKernel } from '../../models/flows/irevnet-upsampling.js';
-import { goldenCases, loadGolden, skipReason } from '../helpers/golden.js';
+import { goldenCases, loadGolden, skipReason, goldenBackends } from '../helpers/golden.js';
 
 for (const name of goldenCases('03_')) {
-  for (const backend of ['wasm', 'cpu'] as const) {
+  for (const backend of goldenBackends()) {
     test(`${name} on ${backend}`, { skip: skipReason() }, async () => {
       await initEngine({ backend });
       const g = loadGolden(name);

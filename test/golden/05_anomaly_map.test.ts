@@ -4,12 +4,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../models/engine.js';
 import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
 import { anomalyMap, imageScore, probabilityMap } from '../../models/scores/anomaly-map.js';
-import { goldenCases, loadGolden, skipReason } from '../helpers/golden.js';
+import { goldenCases, loadGolden, skipReason, goldenBackends } from '../helpers/golden.js';
 import { assertClose } from '../helpers/assert-close.js';
 import { toHW } from '../../models/size.js';
 
 for (const name of goldenCases('05_')) {
-  for (const backend of ['wasm', 'cpu'] as const) {
+  for (const backend of goldenBackends()) {
     test(`${name} on ${backend}`, { skip: skipReason() }, async () => {
       await initEngine({ backend });
       const g = loadGolden(name);

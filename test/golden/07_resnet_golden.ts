@@ -8,11 +8,11 @@ import { chwToHwc, nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
 import { FEATURE_NORM_PREFIX, layerNormHWC } from '../../models/backbones/feature-norm.js';
 import { normalizeImagenet } from '../../models/ops/image-norm.js';
 import { createResnetExtractor } from '../../models/backbones/resnet.js';
-import { goldenCases, loadGolden, skipReason, type GoldenCase } from '../helpers/golden.js';
+import { goldenCases, loadGolden, skipReason, type GoldenCase, goldenBackends } from '../helpers/golden.js';
 import { decodeInt8Weights } from '../helpers/golden-int8.js';
 import { assertClose, maxAbsDiff } from '../helpers/assert-close.js';
 
-const BACKENDS = ['wasm', 'cpu'] as const;
+const BACKENDS = goldenBackends();
 
 function tol(g: GoldenCase, key = 'layers'): { rtol: number; atol: number } {
   const s = String(g.manifest.tolerance?.[key] ?? 'rtol 1e-4, atol 1e-4');

@@ -10,13 +10,13 @@ import { initEngine } from '../../models/engine.js';
 import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
 import { FastFlowModel, fastflowLoss } from '../../models/fastflow-model.js';
 import { fastflowKernelSize } from '../../models/flows/fastflow.js';
-import { goldenCases, loadGolden, skipReason } from '../helpers/golden.js';
+import { goldenCases, loadGolden, skipReason, goldenBackends } from '../helpers/golden.js';
 import { decodeInt8Weights } from '../helpers/golden-int8.js';
 import { assertClose } from '../helpers/assert-close.js';
 import { toHW } from '../../models/size.js';
 import { nominalStride } from '../../models/backbones/tfjs-layers.js';
 
-const BACKENDS = ['wasm', 'cpu'] as const;
+const BACKENDS = goldenBackends();
 
 /** 'rtol 1e-4, atol 1e-2' → numbers (README defaults when absent). */
 function tol(spec: unknown, dflt: { rtol: number; atol: number }): { rtol: number; atol: number } {

@@ -9,7 +9,7 @@ import { initEngine } from '../../models/engine.js';
 import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
 import { normalizeImagenet } from '../../models/ops/image-norm.js';
 import { createCaitExtractor, VitTokens } from '../../models/backbones/cait.js';
-import { goldenCases, loadGolden, skipReason, type GoldenCase } from '../helpers/golden.js';
+import { goldenCases, loadGolden, skipReason, type GoldenCase, goldenBackends } from '../helpers/golden.js';
 import { decodeInt8Weights } from '../helpers/golden-int8.js';
 import { assertClose, maxAbsDiff } from '../helpers/assert-close.js';
 
@@ -29,7 +29,7 @@ function check(g: GoldenCase, t: tf.Tensor, key: string, opts: { rtol: number; a
 }
 
 for (const name of goldenCases('09_')) {
-  for (const backend of ['wasm', 'cpu'] as const) {
+  for (const backend of goldenBackends()) {
     test(`${name} on ${backend}`, { skip: skipReason() }, async () => {
       await initEngine({ backend });
       const g = loadGolden(name);

@@ -7,11 +7,11 @@ import { initEngine } from '../../models/engine.js';
 import { nchwToNhwc, nhwcToNchwSync } from '../../models/layout.js';
 import { resizeBicubic } from '../../models/ops/resize.js';
 import { normalizeImagenet } from '../../models/ops/image-norm.js';
-import { goldenCases, loadGolden, skipReason } from '../helpers/golden.js';
+import { goldenCases, loadGolden, skipReason, goldenBackends } from '../helpers/golden.js';
 import { assertClose, maxAbsDiff } from '../helpers/assert-close.js';
 
 for (const name of goldenCases('09_')) {
-  for (const backend of ['wasm', 'cpu'] as const) {
+  for (const backend of goldenBackends()) {
     test(`${name} resize on ${backend}`, { skip: skipReason() }, async (t) => {
       await initEngine({ backend });
       const g = loadGolden(name);

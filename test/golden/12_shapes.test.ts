@@ -21,9 +21,10 @@ import { anomalyMap } from '../../models/scores/anomaly-map.js';
 import { negLogNfaBlock } from '../../models/scores/nfa-block.js';
 import { loadMask } from '../../models/data/images.js';
 import { assertClose, maxAbsDiff } from '../helpers/assert-close.js';
+import { goldenBackends } from '../helpers/golden.js';
 
 const ROOT = join(import.meta.dirname, '..', 'golden-shapes');
-const BACKENDS = ['wasm', 'cpu'] as const;
+const BACKENDS = goldenBackends();
 
 interface Case {
   name: string;

@@ -9,8 +9,15 @@ import assert from 'node:assert/strict';
 import { readSafetensors, toFloat32, toFloat64, type TensorMap } from '../../models/io/safetensors.js';
 import { nchwToNhwcArray } from '../../models/layout.js';
 import type { Latent } from '../../models/scores/latent.js';
+import { parseBackend, type BackendName } from '../../models/engine.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The backends each golden case runs on: wasm and cpu, or UFLOW_GOLDEN_BACKENDS=webgpu,… (npm run bench:gpu). */
+export function goldenBackends(): BackendName[] {
+  const env = process.env.UFLOW_GOLDEN_BACKENDS;
+  return env ? env.split(',').map((b) => b.trim()).filter(Boolean).map(parseBackend) : ['wasm', 'cpu'];
+}
 
 export function goldenRoot(): string {
   return resolve(repoRoot, process.env.UFLOW_GOLDEN_DIR ?? join('..', 'shared', 'golden'));

@@ -16,7 +16,7 @@ const file = (name: string, text: string) => {
 test('official defaults: per-category table, mvtec_default for others, shared keys', () => {
   const carpet = loadConfig({ category: 'carpet' });
   assert.deepEqual(carpet, {
-    model: { input_size: 448, flow_steps: 4, backbone: 'mcait' },
+    model: { input_size: 448, flow_steps: 4, backbone: 'auto' },
     trainer: {
       epochs: 200,
       batch_train: 13,
@@ -67,7 +67,9 @@ trainer:
   log_n_images: 20
 `,
   );
-  assert.deepEqual(loadConfig({ category: 'carpet', path: p }), loadConfig({ category: 'carpet' }));
+  // The official file names mcait; the default (no file) is auto, otherwise the same values.
+  const dflt = loadConfig({ category: 'carpet' });
+  assert.deepEqual(loadConfig({ category: 'carpet', path: p }), { ...dflt, model: { ...dflt.model, backbone: 'mcait' } });
   const partial = file('partial.yml', 'trainer:\n  epochs: 3\n  learning_rate: "2e-4"\nmodel:\n  backbone: resnet18\n  input_size: 256\n');
   const c = loadConfig({ category: 'tile', path: partial, overrides: { trainer: { epochs: 5, batch_train: undefined } } });
   assert.deepEqual([c.trainer.epochs, c.trainer.learning_rate, c.trainer.batch_train, c.model.backbone, c.model.input_size], [5, 2e-4, 30, 'resnet18', 256]);
@@ -94,12 +96,12 @@ test('wrong types and unknown keys name the file and the key', () => {
     ['data: x\n', 'unknown key data (a config has two sections: model and trainer)'],
     ['model: 448\n', 'model must be a mapping (keys indented under "model:"), got 448'],
     ['- 1\n- 2\n', 'a config is a mapping with model: and trainer: sections, got [1,2]'],
-    ['model:\n  backbone: resnet50\n', 'model.backbone must be one of resnet18, wide_resnet50_2, mcait, cait, deit, builtin:filters or tfjs:<dir>, got "resnet50"'],
+    ['model:\n  backbone: resnet50\n', 'model.backbone must be one of auto, resnet18, wide_resnet50_2, mcait, cait, deit, mobilenet_v2, builtin:filters or tfjs:<dir>, got "resnet50"'],
     ['model:\n  backbone_input_range: [1, -1]\n', 'model.backbone_input_range must be two numbers [low, high] with low < high, got [1,-1]'],
     ['model:\n  backbone_layers: []\n', 'model.backbone_layers must be a non-empty list of layer names, got []'],
     ['model:\n  backbone: tfjs:/models/mnv2\n  backbone_input_range: [-1, 1]\n', 'model.backbone "tfjs:/models/mnv2" needs model.backbone_layers (the layer names to tap, finest first)'],
     ['model:\n  backbone: tfjs:/models/mnv2\n  backbone_layers: [a, b]\n', 'model.backbone "tfjs:/models/mnv2" needs model.backbone_input_range (the input range the model expects, e.g. [-1, 1])'],
-    ['model:\n  input_size: 256\n', 'model.input_size must be 448 with backbone mcait (its CaiT models take a fixed 448 input), got 256'],
+    ['model:\n  backbone: mcait\n  input_size: 256\n', 'model.input_size must be 448 with backbone mcait (its CaiT models take a fixed 448 input), got 256'],
     ['model:\n  backbone: resnet18\n  input_size: 100\n', 'model.input_size: U-Flow cannot use input size 100 with backbone resnet18: its feature levels are 25×25, 13×13, 7×7; level 2 is 7×7, upsampled ×2 it is 14×14, but level 1 is 13×13, and the flow joins each level with the coarser one upsampled ×2 (the reference\'s FrEIA graph refuses these sizes too). Sizes that work near it: 96 or 109 (FastFlow takes any size)'],
   ];
   for (const [i, [text, msg]] of cases.entries()) {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { decideSystemDeps, ensureSystemDeps, SCRIPT } from '../../scripts/e2e/system-deps.mjs';
 
-const ALL = ['chromium', 'libkrb5-dev', 'ripgrep', 'g++', 'make', 'python3'];
+const ALL = ['chromium', 'libkrb5-dev', 'ripgrep', 'g++', 'make', 'python3', 'redis-server'];
 const facts = { skip: undefined, missing: ['chromium', 'ripgrep'], root: false, sudo: false, aptGet: true };
 
 test('UFLOW_E2E=skip: nothing checked, whatever is missing', () => {
@@ -74,7 +74,7 @@ test('system-deps.sh: --missing names the missing packages; with all present it 
   const fake = fakeSystem(['ripgrep', 'make', 'python3']);
   try {
     const run = (...args: string[]) => spawnSync('bash', [SCRIPT, ...args], { encoding: 'utf8', env: fake.env });
-    assert.deepEqual(run('--missing').stdout.split('\n').filter(Boolean), ['chromium', 'libkrb5-dev', 'g++']);
+    assert.deepEqual(run('--missing').stdout.split('\n').filter(Boolean), ['chromium', 'libkrb5-dev', 'g++', 'redis-server']);
     assert.deepEqual(run('--list').stdout.split('\n').filter(Boolean), ALL);
     writeFileSync(join(fake.dir, 'installed'), ALL.join('\n') + '\n');
     assert.equal(run('--missing').stdout, '');
@@ -96,7 +96,7 @@ test('ensureSystemDeps: nothing missing pays nothing; missing ones are installed
     assert.deepEqual(fake.apt(), []);
     writeFileSync(join(fake.dir, 'installed'), 'make\npython3\n');
     assert.deepEqual(ensureSystemDeps({ skip: undefined }), { ok: true });
-    assert.deepEqual(fake.apt(), ['update -qq', 'install -y --no-install-recommends chromium libkrb5-dev ripgrep g++']);
+    assert.deepEqual(fake.apt(), ['update -qq', 'install -y --no-install-recommends chromium libkrb5-dev ripgrep g++ redis-server']);
   } finally {
     process.env.PATH = path;
     rmSync(fake.dir, { recursive: true, force: true });

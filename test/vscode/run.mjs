@@ -59,6 +59,9 @@ try {
     launchArgs: [workspace, `--user-data-dir=${userData}`, `--extensions-dir=${extensions}`, '--disable-extensions'],
     extensionTestsEnv: {
       UFLOW_TEST_WORKSPACE: workspace,
+      // Offline with an empty model cache (backbone auto then takes the bundled backbone): the daemon inherits these.
+      HF_ENDPOINT: 'http://127.0.0.1:9',
+      UFLOW_CACHE_DIR: join(scratch, 'model-cache'),
       ...(gi >= 0 ? { UFLOW_VSCODE_GREP: args[gi + 1] } : {}),
     },
   });
