@@ -7,6 +7,8 @@ import * as vscode from 'vscode';
 import {
   Methods,
   type DatasetInfo,
+  type EstimateParams,
+  type EstimateResult,
   type DownloadModelsResult,
   type Evaluation,
   type ExportResult,
@@ -16,6 +18,7 @@ import {
   type TrainResult,
 } from '../server/protocol.js';
 import { installBackend } from './backend.js';
+import { confirmLimitMinutes, confirmTraining, minutesText } from './estimate.js';
 import { errorMessage, isCancellation, type Daemon } from './daemon.js';
 import { IMAGE_VIEW_TYPE } from './imageEditor.js';
 import { ComparePanel, ResultsPanel, TrainingPanel, type PanelContext } from './panels.js';
@@ -107,11 +110,40 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
         const setting = vscode.workspace.getConfiguration('uflow').get<TrainParams['config']>('trainConfig') ?? {};
         // uflow.backbone: 'auto' (the daemon's default: it decides at train start) or one backbone for U-Flow runs.
         const backbone = vscode.workspace.getConfiguration('uflow').get<string>('backbone') ?? 'auto';
-        const config: TrainParams['config'] = {
+        let config: TrainParams['config'] = {
           model: { ...(model === 'uflow' && backbone !== 'auto' ? { backbone } : {}), ...(setting.model ?? {}), ...(opts.config?.model ?? {}) },
           trainer: { ...(setting.trainer ?? {}), ...(opts.config?.trainer ?? {}) },
         };
         const workspace = vscode.workspace.getWorkspaceFolder(folder!)?.uri.fsPath;
+        // Know the cost before paying it: above uflow.confirmTrainingAboveMinutes, ask first.
+        let estimate: EstimateResult | undefined;
+        const limit = confirmLimitMinutes();
+        if (limit > 0) {
+          progress.report({ message: 'timing a few training steps…' });
+          const named = categories.filter((c): c is string => c !== undefined);
+          try {
+            estimate = await daemon.request<EstimateResult>(
+              Methods.estimate,
+              { datasetPath: path, category: named.length === 1 ? named[0] : undefined, categories: named.length > 1 ? named : undefined, model, config, workspace, limitMinutes: limit } satisfies EstimateParams,
+              token,
+            );
+          } catch (e) {
+            if (isCancellation(e)) throw e;
+            daemon.output.appendLine(`[estimate] no estimate: ${errorMessage(e)}`);
+          }
+          if (estimate) {
+            daemon.output.appendLine(`[estimate] ${estimate.line}`);
+            progress.report({ message: estimate.line });
+            const choice = await confirmTraining(estimate, limit, config, token);
+            if (choice.action === 'cancel') {
+              daemon.output.appendLine('[estimate] not started: cancelled at the estimate');
+              return undefined;
+            }
+            if (choice.config !== config && estimate.alternative) estimate = { ...estimate, totalSeconds: estimate.alternative.totalSeconds, categories: undefined };
+            config = choice.config;
+          }
+        }
+        const etaOf = (category: string) => estimate?.categories?.find((c) => c.category === category)?.totalSeconds ?? (estimate && !estimate.categories ? estimate.totalSeconds : undefined);
         const result: TrainResult = { jobs: [] };
         for (const category of categories) {
           progress.report({ message: `queuing ${category ?? 'all categories'}…` });
@@ -122,14 +154,16 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
         for (const j of result.jobs) {
           ctx.tracker.update({
             runId: j.runId, jobId: j.jobId, category: j.category, model, phase: 'features', epoch: 0,
-            epochs: config.trainer?.epochs ?? 0, step: 0, steps: 0, message: j.position > 0 ? `queued (position ${j.position})` : 'starting',
+            epochs: config?.trainer?.epochs ?? estimate?.epochs ?? 0, step: 0, steps: 0, message: j.position > 0 ? `queued (position ${j.position})` : 'starting',
+            etaSeconds: etaOf(j.category), estimate: result.jobs.length === 1 ? estimate : undefined,
           });
         }
         void daemon.refreshStatus();
         ctx.runsTree.refresh();
         if (!opts.quiet && result.jobs.length) {
           const names = result.jobs.map((j) => j.category).join(', ');
-          void vscode.window.showInformationMessage(`U-Flow: training ${names} (${model}) started.`, 'Show Training', 'Cancel').then((a) => {
+          const cost = estimate ? ` ${estimate.atMost ? 'At most about' : 'About'} ${minutesText(estimate.totalSeconds)} (${estimate.line.replace(/^[^:]*: /, '')}).` : '';
+          void vscode.window.showInformationMessage(`U-Flow: training ${names} (${model}) started.${cost}`, 'Show Training', 'Cancel').then((a) => {
             if (a === 'Show Training') void vscode.commands.executeCommand('uflow.showTraining', result.jobs[0]!.runId);
             if (a === 'Cancel') for (const j of result.jobs) void vscode.commands.executeCommand('uflow.cancelTraining', j.jobId);
           });

@@ -14,6 +14,7 @@ import { RunsTreeProvider } from './runsTree.js';
 import { StatusBar } from './statusBar.js';
 import { TrainingTracker } from './training.js';
 import { DatasetReports } from './datasetReport.js';
+import { onDidShowTrainingChoice, type ShownTrainingChoice } from './estimate.js';
 
 /** What activate() returns: used by the integration tests (and other extensions). */
 export interface UFlowApi {
@@ -26,6 +27,8 @@ export interface UFlowApi {
   predictions: Predictions;
   panels: { training: () => TrainingPanel | undefined; results: () => ResultsPanel[] };
   datasetReports: DatasetReports;
+  /** A training's estimate was above uflow.confirmTrainingAboveMinutes and its quick pick is shown (tests pick through it). */
+  onDidShowTrainingChoice: vscode.Event<ShownTrainingChoice>;
 }
 
 let daemonRef: Daemon | undefined;
@@ -115,6 +118,7 @@ export function activate(context: vscode.ExtensionContext): UFlowApi {
     predictions,
     panels: { training: () => TrainingPanel.current, results: () => [...ResultsPanel.panels.values()] },
     datasetReports,
+    onDidShowTrainingChoice,
   };
 }
 

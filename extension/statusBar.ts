@@ -71,6 +71,7 @@ export class StatusBar implements vscode.Disposable {
         if (u.backbone) tip.appendMarkdown(`backbone: ${escapeMd(u.backbone)}\n\n`);
         if (u.notice) tip.appendMarkdown(`$(info) ${escapeMd(u.notice)}\n\n`);
       }
+      if (r.estimate) tip.appendMarkdown(`Estimated before training: ${escapeMd(r.estimate)}\n\n`);
       tip.appendMarkdown(`Click to open the Training view.`);
       item.tooltip = tip;
       item.command = { command: 'uflow.showTraining', title: 'Show Training', arguments: [r.runId] };

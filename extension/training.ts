@@ -47,6 +47,7 @@ export class TrainingTracker implements vscode.Disposable {
     r.epochs = u.epochs;
     r.last = u;
     r.message = u.message;
+    if (u.estimate) r.estimate = u.estimate.line;
     const i = this.interrupted.findIndex((x) => x.runId === u.runId);
     if (i >= 0) this.interrupted.splice(i, 1);
     if (u.phase === 'train' || u.phase === 'validate' || u.phase === 'done') {

@@ -47,6 +47,7 @@ export function buildParser(args: string[]): Argv {
           .option('seed', { type: 'number', requiresArg: true, describe: 'override trainer.seed' })
           .option('backbone', { type: 'string', requiresArg: true, describe: "override model.backbone (e.g. builtin:filters, resnet18, tfjs:<dir>)" })
           .option('input-size', { type: 'string', requiresArg: true, describe: 'override model.input_size: 256 (square) or HEIGHTxWIDTH, e.g. 96x128 or 96,128' })
+          .option('estimate', { type: 'boolean', describe: 'time a few steps first and print the estimate of the whole run (default on; --no-estimate or UFLOW_ESTIMATE=0 skips it)' })
           .option('queue', { type: 'string', requiresArg: true, describe: 'submit to the Redis queue redis://host:port (rediss:// for TLS) and follow the job; the train dir and dataset must be on a path every worker sees' })
           .option('detach', { type: 'boolean', default: false, describe: 'with --queue: print the job id and return at once' }),
       ),

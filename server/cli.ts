@@ -52,6 +52,7 @@ export class TrainProgress {
 
   update(u: TrainingUpdate): void {
     if (u.phase === 'features') {
+      if (u.estimate) return; // printed as a log line
       this.line(`features ${u.step}/${u.steps}${u.message ? ' ' + u.message : ''}`, u.step === u.steps);
       return;
     }
@@ -164,6 +165,7 @@ async function cmdTrain(argv: Record<string, unknown>): Promise<number> {
         resumeRunId: argv.resume === undefined ? undefined : String(argv.resume),
         backend: argv.backend as string | undefined,
         signal: ac.signal,
+        estimate: argv.estimate === undefined ? undefined : Boolean(argv.estimate),
       },
       {
         onUpdate: (u) => {

@@ -97,6 +97,8 @@ export interface TrainingUpdate {
   loss?: number;
   imagesPerSecond?: number;
   etaSeconds?: number;
+  /** Sent once, before the features: what the run will cost (server/estimate.ts). */
+  estimate?: TrainingEstimate;
   metrics?: ValidationMetrics;
   /** Best values so far, per metric. */
   best?: ValidationMetrics;
@@ -322,7 +324,7 @@ export interface StatusResult {
 
 export interface JobInfo {
   jobId: string;
-  kind: 'train' | 'evaluate' | 'predict' | 'download' | 'export';
+  kind: 'train' | 'evaluate' | 'predict' | 'download' | 'export' | 'estimate';
   runId?: string;
   state: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
   /** Position in the training queue (0 = running). */
@@ -345,6 +347,57 @@ export interface TrainParams {
   /** Continue a run instead of starting one. */
   resumeRunId?: string;
   workDoneToken?: string | number;
+}
+
+/**
+ * What a training will cost, measured on this machine before it starts (server/estimate.ts): the
+ * backbone on a few real images and a few flow steps at the config's batch size, extrapolated.
+ */
+export interface TrainingEstimate {
+  /** Seconds for the whole run: features + epochs × secondsPerEpoch. */
+  totalSeconds: number;
+  /** Seconds to compute the features not cached yet (training, held-out and test images). */
+  featureSeconds: number;
+  /** Images whose features are not cached yet. */
+  uncachedImages: number;
+  /** Seconds per epoch, validation included (amortised). */
+  secondsPerEpoch: number;
+  /** Epochs to train (left, when resuming). */
+  epochs: number;
+  /** Early stopping may end the run sooner: totalSeconds is an upper bound. */
+  atMost: boolean;
+  /** The engine's backend ('wasm', 'cpu', 'tensorflow', …) and the threads training uses. */
+  backend: string;
+  threads: number;
+  /** Seconds the measuring itself took. */
+  measuredSeconds: number;
+  /** One line: `about 42 min: features 3 min, 9 s/epoch × 260 epochs, wasm 2 threads`. */
+  line: string;
+  /**
+   * A faster choice when the run is above the limit the request named (`limitMinutes`): fewer
+   * epochs, or a smaller input size; `config` is what to merge into uflow/train's `config`.
+   */
+  alternative?: { label: string; config: { model?: Partial<ModelConfig>; trainer?: Partial<TrainerConfig> }; totalSeconds: number };
+}
+
+/** `uflow/estimate`: the same dataset and config as the uflow/train that may follow. */
+export interface EstimateParams {
+  datasetPath: string;
+  /** One category; absent for a dataset root: `categories`, or every category. */
+  category?: string;
+  /** Several categories of a root (measured on the first, extrapolated to the others by their image counts). */
+  categories?: string[];
+  model: ModelKind;
+  config?: { model?: Partial<ModelConfig>; trainer?: Partial<TrainerConfig> };
+  workspace?: string;
+  /** Above this many minutes, `alternative` proposes a faster run. */
+  limitMinutes?: number;
+}
+
+/** Result of `uflow/estimate`: the whole request's estimate (every category summed). */
+export interface EstimateResult extends TrainingEstimate {
+  /** Per category, when the request covers several. */
+  categories?: Array<{ category: string; totalSeconds: number }>;
 }
 
 export interface TrainResult {
@@ -448,6 +501,8 @@ export const Methods = {
   status: 'uflow/status',
   inspectDataset: 'uflow/inspectDataset',
   train: 'uflow/train',
+  /** What a uflow/train with the same params would cost (measured: a few seconds). */
+  estimate: 'uflow/estimate',
   evaluate: 'uflow/evaluate',
   predict: 'uflow/predict',
   runs: 'uflow/runs',

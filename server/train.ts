@@ -3,7 +3,7 @@
  * prepares a run (or resumes one), caches features, trains, validates, checkpoints every epoch and
  * calibrates the detection threshold at the end.
  */
-import type { ModelConfig, ModelKind, RunConfig, RunInfo, TrainerConfig, TrainingUpdate, RunState } from './protocol.js';
+import type { EstimateResult, ModelConfig, ModelKind, RunConfig, RunInfo, TrainerConfig, TrainingEstimate, TrainingUpdate, RunState } from './protocol.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism } from 'node:os';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -30,6 +30,10 @@ import { appendMetrics, claimRun, isPidAlive, METRIC_NAMES, newRunId, PipelineEr
 import { userMessage, asPipelineError, ensureEngine, resolveDataset, versions } from './job-common.js';
 import { extractorId, buildExtractor, tensorImageLoader, type ValidationData, targetSizeOf, loadValidationData, checkpointFiles, predictorCheckpoint, loadCheckpointChecked } from './run-model.js';
 import { formatSize } from '../models/size.js';
+import { computeGradients } from '../models/train/step.js';
+import { listSplit, type SplitItem } from '../models/data/dataset.js';
+import { etaFromEstimate, extrapolate, fasterAlternative, formatEstimate, measureTraining, uncachedIndices, type Measured } from './estimate.js';
+import { buildDatasetReport } from '../models/data/dataset-report.js';
 
 export interface ConfigOverrides {
   model?: Partial<ModelConfig>;
@@ -58,6 +62,11 @@ export interface TrainOptions {
   backend?: string;
   /** Cancels at the next step; the last complete epoch's checkpoint stays, state 'cancelled'. */
   signal?: AbortSignal;
+  /**
+   * Time a few real steps first and log the estimate of the whole run (server/estimate.ts);
+   * default true, false skips it (`--no-estimate`; UFLOW_ESTIMATE=0 turns the default off).
+   */
+  estimate?: boolean;
 }
 
 export interface TrainHooks extends DatasetReportHooks {
@@ -176,29 +185,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     if (!split.holdout.length) log('no held-out images (trainer.holdout 0 or fewer than 4 training images): detection will use the paper’s uncalibrated tree NFA');
     const extractor = await buildExtractor(cfg, opts.signal, log);
     disposables.push(extractor);
-    const featureProgress = (what: string) => (done: number, total: number, computed: boolean) => {
-      if (computed || done === total) hooks.onUpdate?.({ ...base, phase: 'features', epoch: run.epochsDone, epochs: cfg.trainer.epochs, step: done, steps: total, message: what });
-    };
-    const trainFeatures = await loadFeatures(split.train.map((i) => i.path), {
-      trainDir,
-      extractor,
-      extractorId: extractorId(cfg),
-      loadImage: tensorImageLoader,
-      signal: opts.signal,
-      onProgress: featureProgress('training images'),
-    });
-    disposables.push(trainFeatures);
-    let holdoutFeatures: FeatureSet | undefined;
-    if (split.holdout.length) {
-      holdoutFeatures = await loadFeatures(split.holdout.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal: opts.signal, onProgress: featureProgress('held-out images') });
-      disposables.push(holdoutFeatures);
-    }
     const validateEvery = cfg.trainer.validate_every;
-    let validation: ValidationData | undefined;
-    if (validateEvery > 0 && ds.test.length > 0) {
-      validation = await loadValidationData(ds.test, trainDir, extractor, cfg, opts.signal, featureProgress('test images'));
-      disposables.push(validation.features);
-    }
     // Model: fresh, or the last complete epoch of this run.
     const ckpt = join(run.dir, RUN_FILES.checkpoint);
     let startEpoch = 0;
@@ -225,6 +212,37 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     disposables.push(model);
     const parallel = await startWorkers(model, engine, log);
     if (parallel) disposables.push({ dispose: () => void parallel.dispose() });
+    const estimate = estimateWanted(opts) ? await estimateInRun({ cfg, engine, trainDir, extractor, model, parallel, startEpoch, split, test: validateEvery > 0 ? ds.test : [], signal: opts.signal }) : undefined;
+    if (estimate) {
+      log(`estimate: ${estimate.line}`);
+      if (process.env.UFLOW_DEBUG) log(`estimate measured in ${estimate.measuredSeconds.toFixed(1)} s: ${JSON.stringify(estimate.measured)}`);
+      hooks.onUpdate?.({ ...base, phase: 'features', epoch: startEpoch, epochs: cfg.trainer.epochs, step: 0, steps: 0, etaSeconds: estimate.totalSeconds, estimate, message: `estimate: ${estimate.line}` });
+    }
+    let featuresLeft = estimate ? estimate.uncachedImages - estimate.measuredImages : 0;
+    const featureProgress = (what: string) => (done: number, total: number, computed: boolean) => {
+      if (computed) featuresLeft = Math.max(0, featuresLeft - 1);
+      const etaSeconds = estimate ? etaFromEstimate(estimate, featuresLeft) : undefined;
+      if (computed || done === total) hooks.onUpdate?.({ ...base, phase: 'features', epoch: run.epochsDone, epochs: cfg.trainer.epochs, step: done, steps: total, etaSeconds, message: what });
+    };
+    const trainFeatures = await loadFeatures(split.train.map((i) => i.path), {
+      trainDir,
+      extractor,
+      extractorId: extractorId(cfg),
+      loadImage: tensorImageLoader,
+      signal: opts.signal,
+      onProgress: featureProgress('training images'),
+    });
+    disposables.push(trainFeatures);
+    let holdoutFeatures: FeatureSet | undefined;
+    if (split.holdout.length) {
+      holdoutFeatures = await loadFeatures(split.holdout.map((i) => i.path), { trainDir, extractor, extractorId: extractorId(cfg), loadImage: tensorImageLoader, signal: opts.signal, onProgress: featureProgress('held-out images') });
+      disposables.push(holdoutFeatures);
+    }
+    let validation: ValidationData | undefined;
+    if (validateEvery > 0 && ds.test.length > 0) {
+      validation = await loadValidationData(ds.test, trainDir, extractor, cfg, opts.signal, featureProgress('test images'));
+      disposables.push(validation.features);
+    }
     const best: StoredRun['best'] = { ...run.best };
     const bestOf = (m: SelectionMetric) => (best as Record<string, number | undefined>)[m];
     const outcome = await runTraining(
@@ -244,6 +262,7 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
         earlyStopState: earlyStopStateOf(run.dir, startEpoch),
         signal: opts.signal,
         step: parallel ? (f, adam) => parallel.step(f, adam) : undefined,
+        estimatedSecondsPerEpoch: estimate?.secondsPerEpoch,
       },
       {
         onLog: log,
@@ -297,6 +316,166 @@ export async function train(opts: TrainOptions, hooks: TrainHooks = {}): Promise
     for (const d of disposables.reverse()) d.dispose();
     const leaked = tensorsBefore < 0 ? 0 : tf.memory().numTensors - tensorsBefore;
     if (leaked > 0) log(`warning: ${leaked} tensors were not freed by the training of ${run.runId}`);
+  }
+}
+
+/** UFLOW_ESTIMATE_SECONDS: the seconds the measuring may spend on flow steps (default 3; 0: one step, one image). */
+function budgetFromEnv(): number | undefined {
+  const v = Number(process.env.UFLOW_ESTIMATE_SECONDS);
+  return process.env.UFLOW_ESTIMATE_SECONDS !== undefined && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+function estimateWanted(opts: TrainOptions): boolean {
+  if (opts.estimate !== undefined) return opts.estimate;
+  return !/^(0|false|no|off)$/i.test(process.env.UFLOW_ESTIMATE ?? '');
+}
+
+interface EstimateContext {
+  cfg: RunConfig;
+  engine: EngineInfo;
+  trainDir: string;
+  extractor: FeatureExtractor;
+  model: AnomalyModel;
+  parallel: ParallelTrainer | undefined;
+  startEpoch: number;
+  split: { train: SplitItem[]; holdout: SplitItem[] };
+  /** Test images the run validates on (empty when it does not validate). */
+  test: SplitItem[];
+  signal?: AbortSignal;
+}
+
+/**
+ * Measures this run's cost (server/estimate.ts) on its own extractor, model and workers: the first
+ * feature batch goes to the cache, the flow steps compute gradients only, so the training that
+ * follows computes exactly what it would have without the estimate.
+ */
+async function estimateInRun(c: EstimateContext): Promise<TrainingEstimate & { measuredImages: number; measured: Measured }> {
+  const { cfg, model, parallel } = c;
+  const epochsLeft = Math.max(0, cfg.trainer.epochs - c.startEpoch);
+  const validates = cfg.trainer.validate_every > 0 && c.test.length > 0;
+  const imageSets = [c.split.train, c.split.holdout, c.test].map((s) => s.map((i) => i.path));
+  const m = await measureTraining({
+    extractor: c.extractor,
+    trainDir: c.trainDir,
+    extractorId: extractorId(cfg),
+    loadImage: tensorImageLoader,
+    imageSets,
+    batchSize: Math.min(cfg.trainer.batch_train, c.split.train.length),
+    gradients: parallel
+      ? async (batch) => tf.dispose((await parallel.gradients(batch)).grads)
+      : (batch) => tf.dispose(computeGradients(model, batch).grads),
+    validate: validates ? (levels) => computeMaps(model, levels, { targetSize: targetSizeOf(cfg), nfa: 'tree', signal: c.signal }) : undefined,
+    budgetSeconds: budgetFromEnv(),
+    signal: c.signal,
+  });
+  const parts = extrapolate({
+    trainImages: c.split.train.length,
+    uncachedImages: m.uncachedImages,
+    featureSecondsPerImage: m.featureSecondsPerImage,
+    batchSize: cfg.trainer.batch_train,
+    stepSeconds: m.stepSeconds,
+    epochs: epochsLeft,
+    validateEvery: validates ? cfg.trainer.validate_every : 0,
+    validationSeconds: m.validationSecondsPerImage * (c.test.length + c.split.holdout.length),
+    earlyStopping: validates && cfg.trainer.patience > 0,
+    totalEpochs: cfg.trainer.epochs,
+    startEpoch: c.startEpoch,
+  });
+  const cpuLike = c.engine.backend === 'wasm' || c.engine.backend === 'cpu';
+  const e = { ...parts, backend: c.engine.backend, threads: cpuLike ? (parallel?.size ?? 1) : 0, measuredSeconds: m.measuredSeconds };
+  return { ...e, line: formatEstimate(e), measuredImages: m.measuredImages, measured: m };
+}
+
+export interface EstimateOptions extends Omit<TrainOptions, 'resumeRunId' | 'runId' | 'jobId' | 'estimate'> {
+  /** Several categories of a root: measured on the first, the others extrapolated from their own image counts and configs. */
+  categories?: string[];
+  /** Above this, `alternative` proposes a faster run. */
+  limitSeconds?: number;
+}
+
+/**
+ * `uflow/estimate`: what `train` with the same options would cost, measured as train measures it
+ * (its first feature batch goes to the cache; nothing else is written, no run is created).
+ */
+export async function estimateTraining(opts: EstimateOptions, log: (l: string) => void = () => undefined): Promise<EstimateResult> {
+  const trainDir = resolve(opts.trainDir);
+  const kind = opts.model ?? 'uflow';
+  const cats = opts.categories?.length ? opts.categories : [opts.category];
+  const declared = cats.map((c) => {
+    const ds = resolveDataset(opts.datasetPath, c);
+    const { config, inputSizeSet } = resolveConfig(ds.category, kind, opts.configPath, opts.config);
+    preflightConfig(config, opts.configPath);
+    return { ...ds, config, inputSizeSet };
+  });
+  const engine = await ensureEngine(opts.backend);
+  // `backbone: auto` is estimated as the training will resolve it (server/backbone-policy.ts).
+  const resolved: Array<{ categoryDir: string; category: string; config: RunConfig }> = [];
+  for (const d of declared) {
+    if (d.config.model.backbone !== AUTO_BACKBONE) resolved.push(d);
+    else resolved.push({ ...d, config: (await configWithAutoBackbone(d.config, kind, engine.backend, d.inputSizeSet, { signal: opts.signal })).config });
+  }
+  const first = resolved[0]!;
+  const cfg = first.config;
+  const disposables: Array<{ dispose(): void }> = [];
+  try {
+    const validates = cfg.trainer.validate_every > 0;
+    const { train: items, test, report } = await buildDatasetReport(first.categoryDir, { purpose: 'train', inputSize: cfg.model.input_size, train: true, test: validates });
+    if (report.refused || items.length === 0) throw new PipelineError(`${first.categoryDir}: ${items.length ? 'the dataset report refuses the training' : 'no training images (train/good is empty)'}: train it to see why`, 'BadDataset');
+    const split = splitHoldout(items, { fraction: cfg.trainer.holdout ?? 0, min: cfg.trainer.holdout_min ?? 5, seed: cfg.trainer.seed });
+    const extractor = await buildExtractor(cfg, opts.signal, log);
+    disposables.push(extractor);
+    const model = createModel(kind, cfg.model, extractor, { seed: cfg.trainer.seed });
+    disposables.push(model);
+    const parallel = await startWorkers(model, engine, () => undefined);
+    if (parallel) disposables.push({ dispose: () => void parallel.dispose() });
+    const one = await estimateInRun({ cfg, engine, trainDir, extractor, model, parallel, startEpoch: 0, split, test: validates ? test : [], signal: opts.signal });
+    const { measuredImages: _mi, measured: m, ...firstEstimate } = one;
+    void _mi;
+    let total: Omit<TrainingEstimate, 'line' | 'alternative'> = firstEstimate;
+    const perCategory = [{ category: first.category, totalSeconds: one.totalSeconds }];
+    for (const r of resolved.slice(1)) {
+      // Other categories: the same per-image and per-step times, their own counts and configs.
+      const c = r.config;
+      const v = c.trainer.validate_every > 0;
+      const all = listSplit(r.categoryDir, 'train');
+      const sp = splitHoldout(all, { fraction: c.trainer.holdout ?? 0, min: c.trainer.holdout_min ?? 5, seed: c.trainer.seed });
+      const tst = v ? listSplit(r.categoryDir, 'test') : [];
+      const sets = [sp.train, sp.holdout, tst].map((x) => x.map((i) => i.path));
+      const e = extrapolate({
+        trainImages: sp.train.length,
+        uncachedImages: sets.reduce((a, x) => a + uncachedIndices(x, trainDir, extractor, extractorId(c)).length, 0),
+        featureSecondsPerImage: m.featureSecondsPerImage, // 0 when the first category was all cached: not measured
+        batchSize: c.trainer.batch_train,
+        stepSeconds: m.stepSeconds * (Math.min(c.trainer.batch_train, sp.train.length) / Math.max(1, Math.min(cfg.trainer.batch_train, split.train.length))),
+        epochs: c.trainer.epochs,
+        validateEvery: v ? c.trainer.validate_every : 0,
+        validationSeconds: m.validationSecondsPerImage * (tst.length + sp.holdout.length),
+        earlyStopping: v && c.trainer.patience > 0,
+      });
+      perCategory.push({ category: r.category, totalSeconds: e.totalSeconds });
+      total = {
+        ...total,
+        totalSeconds: total.totalSeconds + e.totalSeconds,
+        featureSeconds: total.featureSeconds + e.featureSeconds,
+        uncachedImages: total.uncachedImages + e.uncachedImages,
+        atMost: total.atMost || e.atMost,
+      };
+    }
+    const alternative =
+      opts.limitSeconds !== undefined && resolved.length === 1
+        ? fasterAlternative(total, opts.limitSeconds, { epochs: cfg.trainer.epochs, inputSize: cfg.model.input_size }, (size) => {
+            try {
+              preflightConfig({ ...cfg, model: { ...cfg.model, input_size: size } }, opts.configPath);
+              return true;
+            } catch {
+              return false;
+            }
+          })
+        : undefined;
+    const line = resolved.length > 1 ? `${formatEstimate(total).replace(/^(at most )?about [^:]+/, (h) => `${h} for ${resolved.length} categories`)}` : formatEstimate(total);
+    return { ...total, line, ...(alternative ? { alternative } : {}), ...(resolved.length > 1 ? { categories: perCategory } : {}) };
+  } finally {
+    for (const d of disposables.reverse()) d.dispose();
   }
 }
 

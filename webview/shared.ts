@@ -52,6 +52,8 @@ export interface TrainingRunView {
   last?: TrainingUpdate;
   points: EpochPoint[];
   message?: string;
+  /** The estimate made before the training (TrainingUpdate.estimate's line). */
+  estimate?: string;
 }
 
 export type TrainingToWebview =

@@ -49,6 +49,11 @@ export interface TrainerOptions {
    * ParallelTrainer's step to spread each batch over worker threads.
    */
   step?: (features: readonly tf.Tensor4D[], optimizer: Adam) => number | Promise<number>;
+  /**
+   * Seconds per epoch (validation included) measured before training (server/estimate.ts): the
+   * ETA uses it until the first epoch has ended, then the measured epochs.
+   */
+  estimatedSecondsPerEpoch?: number;
 }
 
 export interface StepProgress {
@@ -190,9 +195,12 @@ export async function runTraining(opts: TrainerOptions, hooks: TrainerHooks = {}
         seen += idx.length;
         const elapsed = (performance.now() - t0) / 1000;
         const ips = seen / Math.max(elapsed, 1e-9);
-        const epochEst = secondsPerEpoch || (elapsed / seen) * n;
         const remainingEpochs = opts.epochs - epoch;
         const validationsLeft = validateEvery > 0 ? Math.floor(opts.epochs / validateEvery) - Math.floor(epoch / validateEvery) + 1 : 0;
+        const estimated = opts.estimatedSecondsPerEpoch;
+        const measuredEta = () => (n - seen) / Math.max(ips, 1e-9) + remainingEpochs * (secondsPerEpoch || (elapsed / seen) * n) + validationsLeft * secondsPerValidation;
+        // Before the first epoch has ended: the pre-training estimate (its per-epoch time includes validation).
+        const etaSeconds = !secondsPerEpoch && estimated !== undefined && estimated > 0 ? Math.max(0, estimated - elapsed) + remainingEpochs * estimated : measuredEta();
         hooks.onStep?.({
           epoch,
           epochs: opts.epochs,
@@ -200,7 +208,7 @@ export async function runTraining(opts: TrainerOptions, hooks: TrainerHooks = {}
           steps: stepsPerEpoch,
           loss: lossSum / seen,
           imagesPerSecond: ips,
-          etaSeconds: Math.max(0, ((n - seen) / Math.max(ips, 1e-9)) + remainingEpochs * epochEst + validationsLeft * secondsPerValidation),
+          etaSeconds: Math.max(0, etaSeconds),
         });
       }
       const trainSeconds = (performance.now() - t0) / 1000;

@@ -4,6 +4,7 @@ import { cancel } from './cancel.js';
 import type { Handler } from './context.js';
 import { inspectDataset } from './dataset.js';
 import { downloadModels } from './download.js';
+import { estimate } from './estimate.js';
 import { evaluate } from './evaluate.js';
 import { exportModel } from './export.js';
 import { predict } from './predict.js';
@@ -15,6 +16,7 @@ export const handlers: Record<string, Handler> = {
   [Methods.status]: status,
   [Methods.inspectDataset]: inspectDataset,
   [Methods.train]: train,
+  [Methods.estimate]: estimate,
   [Methods.evaluate]: evaluate,
   [Methods.predict]: predict,
   [Methods.runs]: runs,
