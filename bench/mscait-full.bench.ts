@@ -31,6 +31,7 @@ import { loadImageForModel } from '../models/data/images.js';
 import { Predictor } from '../server/predict.js';
 import { probeGflops, type PaperCostFigures } from '../server/paper-cost.js';
 import { writeReleasedCheckpoint } from '../test/helpers/released-mscait.js';
+import { record } from './report.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -139,6 +140,8 @@ try {
   p.dispose();
 
   let torchLine = '';
+  let torchFeatures: number | undefined;
+  let torchStep: number | undefined;
   if (withTorch) {
     const f = python('mscait_full.py', ['--images', String(torchImages), '--threads', '1']);
     const t = python('train_step.py', ['--channels', '768,384', '--sizes', '28,14', '--flow-steps', '4', '--batch', String(nImages), '--layer-norm', '0', '--warmup', '1', '--steps', '2', '--threads', '1', '--input-size', '256']);
@@ -150,6 +153,7 @@ try {
       console.log(`  its GEMM: BLAS ${f.blas}, ${(f.gemm_gflops as number).toFixed(1)} GFLOP/s on the probe's product (ours ${gflops.toFixed(1)}): the ratio below measures this build, not PyTorch with MKL`);
       console.log(`ratio features tfjs ${backend} / PyTorch: ${(feats.phase.wallS / nImages / s).toFixed(2)}× wall, ${(feats.phase.cpuS / nImages / cs).toFixed(2)}× CPU`);
       torchLine += `torch features ${cs.toFixed(1)} s CPU/image; `;
+      torchFeatures = s;
     }
     if (typeof t === 'string') console.log(t);
     else {
@@ -158,6 +162,7 @@ try {
       console.log(`PyTorch training step (batch ${nImages}, flow only): ${(ms / 1000).toFixed(2)} s wall, ${(cms / 1000).toFixed(2)} s CPU`);
       console.log(`ratio training step tfjs ${backend} / PyTorch: ${(step.phase.wallS / (ms / 1000)).toFixed(2)}× wall, ${(step.phase.cpuS / (cms / 1000)).toFixed(2)}× CPU`);
       torchLine += `torch step ${(cms / 1000).toFixed(2)} s CPU`;
+      torchStep = ms / 1000;
     }
   }
   // CPU seconds are what the machine would spend unloaded (one thread): the figures doctor scales.
@@ -171,6 +176,27 @@ try {
     probeGflops: +gflops.toFixed(2),
   };
   console.log(`figures for server/paper-cost.ts: ${JSON.stringify(figures)}`);
+  const be = `tfjs ${engine.backend}, one thread`;
+  const torchWhat = 'PyTorch 1.13 CPU, one thread (Debian build, generic BLAS)';
+  record({
+    name: 'MS-CaiT 448 features (cait_m48_448 ×41 + cait_s24_224 ×21), per image',
+    ours: { value: +(feats.phase.wallS / nImages).toFixed(2), unit: 's' },
+    reference: torchFeatures !== undefined ? { value: +torchFeatures.toFixed(2), unit: 's', what: torchWhat } : null,
+    backend: be,
+    note: `peak RSS ${figures.peakRssGiB} GiB`,
+  });
+  record({
+    name: `MS-CaiT 448 U-Flow training step, flow 816@28² + 192@14², 4 steps, batch ${nImages}`,
+    ours: { value: +step.phase.wallS.toFixed(2), unit: 's' },
+    reference: torchStep !== undefined ? { value: +torchStep.toFixed(2), unit: 's', what: torchWhat } : null,
+    backend: be,
+  });
+  record({
+    name: 'MS-CaiT 448 evaluation per image (features, flow, map 256², tree NFA, PNGs)',
+    ours: { value: +(ev.phase.wallS / nEval).toFixed(2), unit: 's' },
+    reference: null,
+    backend: be,
+  });
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
