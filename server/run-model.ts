@@ -17,14 +17,25 @@ import { describeError } from '../models/io/fs-errors.js';
 import { listSplit, type SplitItem } from '../models/data/dataset.js';
 import { loadImageForModel, loadMask } from '../models/data/images.js';
 import { resolveBackboneWeights } from './pretrained.js';
+import { reduceChannels } from '../models/backbones/channel-select.js';
 import { METRIC_NAMES, PipelineError, RUN_FILES, type SelectionMetric } from './runs.js';
 import { asPipelineError } from './job-common.js';
 import { EVALUATION_SIDE, evaluationSize, toHW, type HW, type SizeInput } from '../models/size.js';
 
 /** What, besides name and size, identifies an extractor's output (folded into the feature-cache key). */
 export function extractorId(cfg: RunConfig): string {
-  const pre = cfg.model.backbone_preprocessing === 'caffe' ? { pre: 'caffe' } : {};
-  return JSON.stringify({ layers: cfg.model.backbone_layers ?? null, range: cfg.model.backbone_input_range ?? null, ...pre });
+  const m = cfg.model;
+  const pre = m.backbone_preprocessing === 'caffe' ? { pre: 'caffe' } : {};
+  // Written only when set, so the keys of caches made before channel reduction stay the same.
+  const red = m.backbone_channels ? { reduce: [m.channel_reduction ?? 'random', m.channel_seed ?? 0, ...m.backbone_channels] } : {};
+  return JSON.stringify({ layers: m.backbone_layers ?? null, range: m.backbone_input_range ?? null, ...pre, ...red });
+}
+
+/** The model config's channel reduction, applied to a built backbone (or the backbone unchanged). */
+function withReduction(cfg: RunConfig, ex: FeatureExtractor): FeatureExtractor {
+  const m = cfg.model;
+  if (!m.backbone_channels) return ex;
+  return reduceChannels(ex, { keep: m.backbone_channels, method: m.channel_reduction ?? 'random', seed: m.channel_seed ?? 0 });
 }
 
 export async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undefined, log: (l: string) => void): Promise<FeatureExtractor> {
@@ -42,7 +53,8 @@ export async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undef
       weights = paths.length === 1 ? paths[0] : paths;
     }
     try {
-      return await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, preprocessing: m.backbone_preprocessing, weights });
+      const ex = await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, preprocessing: m.backbone_preprocessing, weights });
+      return withReduction(cfg, ex);
     } catch (e) {
       // Name the weights file(s) the backbone was built from, unless the message already does.
       const files = weights === undefined ? [] : Array.isArray(weights) ? weights : [weights];
