@@ -305,6 +305,9 @@ function checkWhole(cfg: RunConfig, src: string, model: ModelKind): void {
       throw new ConfigError(`${src}: model.backbone ${showValue(m.backbone)} needs model.backbone_input_range (the input range the model expects, e.g. [-1, 1])`);
     }
   }
+  if (m.backbone === 'resnet50' && (m.backbone_input_range || m.backbone_preprocessing === 'range')) {
+    throw new ConfigError(`${src}: model.backbone "resnet50" takes Keras "caffe" input (it is implied): remove model.${m.backbone_input_range ? 'backbone_input_range' : 'backbone_preprocessing'}`);
+  }
   if (!m.backbone_channels && (m.channel_reduction !== undefined || m.channel_seed !== undefined)) {
     throw new ConfigError(`${src}: model.${m.channel_reduction !== undefined ? 'channel_reduction' : 'channel_seed'} needs model.backbone_channels (the channels to keep per level, e.g. [64, 128, 256])`);
   }
@@ -313,6 +316,7 @@ function checkWhole(cfg: RunConfig, src: string, model: ModelKind): void {
     // timm refuses other sizes too (its PatchEmbed asserts the size; CaiT's position embeddings are not resampled).
     throw new ConfigError(`${src}: model.input_size must be 448 with backbone mcait (its CaiT models take a fixed 448 input), got ${formatSize(m.input_size)}`);
   }
+  if (m.backbone === 'resnet50' && Math.min(h, w) < 32) throw new ConfigError(`${src}: model.input_size must be at least 32 a side with backbone resnet50 (its coarsest level has stride 16), got ${formatSize(m.input_size)}`);
   if (['resnet18', 'wide_resnet50_2', 'builtin:filters'].includes(m.backbone)) {
     if (Math.min(h, w) < 32) throw new ConfigError(`${src}: model.input_size must be at least 32 a side with backbone ${m.backbone} (its coarsest level has stride 16), got ${formatSize(m.input_size)}`);
     if (model === 'uflow') {

@@ -18,6 +18,8 @@ import { listSplit, type SplitItem } from '../models/data/dataset.js';
 import { loadImageForModel, loadMask } from '../models/data/images.js';
 import { resolveBackboneWeights } from './pretrained.js';
 import { reduceChannels } from '../models/backbones/channel-select.js';
+import { isNpmBackbone, resolveNpmBackbone } from './npm-backbone.js';
+import type { DownloadProgress } from './download.js';
 import { METRIC_NAMES, PipelineError, RUN_FILES, type SelectionMetric } from './runs.js';
 import { asPipelineError } from './job-common.js';
 import { EVALUATION_SIDE, evaluationSize, toHW, type HW, type SizeInput } from '../models/size.js';
@@ -31,6 +33,18 @@ export function extractorId(cfg: RunConfig): string {
   return JSON.stringify({ layers: m.backbone_layers ?? null, range: m.backbone_input_range ?? null, ...pre, ...red });
 }
 
+/** Logs a download's progress every 10 %. */
+function progressLogger(name: string, log: (l: string) => void): (p: DownloadProgress) => void {
+  let next = 0;
+  return (p) => {
+    if (!p.total) return;
+    const pct = Math.floor((100 * p.bytes) / p.total);
+    if (pct < next) return;
+    next = pct - (pct % 10) + 10;
+    log(`downloading the ${name} backbone: ${pct} % of ${(p.total / 1e6).toFixed(0)} MB`);
+  };
+}
+
 /** The model config's channel reduction, applied to a built backbone (or the backbone unchanged). */
 function withReduction(cfg: RunConfig, ex: FeatureExtractor): FeatureExtractor {
   const m = cfg.model;
@@ -42,7 +56,14 @@ export async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undef
   const m = cfg.model;
   try {
     let weights: string | string[] | undefined;
-    if (backboneNeedsWeights(m.backbone)) {
+    if (isNpmBackbone(m.backbone)) {
+      const r = await resolveNpmBackbone(m.backbone, {
+        signal,
+        onProgress: progressLogger(m.backbone, log),
+      });
+      if (r.source === 'download') log(`downloaded the ${m.backbone} backbone from ${r.registry} to ${r.path}`);
+      weights = r.path;
+    } else if (backboneNeedsWeights(m.backbone)) {
       const names = m.backbone === 'mcait' ? ['cait_m48_448', 'cait_s24_224'] : m.backbone === 'cait' ? ['cait_m48_448'] : m.backbone === 'deit' ? ['deit_base_distilled_patch16_384'] : [m.backbone];
       const paths: string[] = [];
       for (const n of names) {

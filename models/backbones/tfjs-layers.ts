@@ -234,6 +234,8 @@ export interface TfjsLayersOptions {
   inputRange?: readonly [number, number];
   /** 'caffe': Keras "caffe" preprocessing (0–255, RGB→BGR, ImageNet means subtracted) instead of `inputRange`. */
   preprocessing?: 'range' | 'caffe';
+  /** The extractor's name (default `tfjs:<dir>`), e.g. 'resnet50' for a named backbone. */
+  name?: string;
 }
 
 /** Keras "caffe" ImageNet means, BGR order. */
@@ -324,7 +326,7 @@ export async function createTfjsLayersExtractor(opts: TfjsLayersOptions): Promis
         throw new Error(`tfjs backbone: layers must be given finest first, but '${layers[i]}' (stride ${scaleFactors[i]}) is finer than '${layers[i - 1]}' (stride ${scaleFactors[i - 1]})`);
       }
     });
-    return new TfjsLayersExtractor(`tfjs:${files.dir}`, inputSize, [...layers], inputRange, channels, scaleFactors, model, opts.preprocessing ?? 'range', featureSizes);
+    return new TfjsLayersExtractor(opts.name ?? `tfjs:${files.dir}`, inputSize, [...layers], inputRange, channels, scaleFactors, model, opts.preprocessing ?? 'range', featureSizes);
   } catch (e) {
     model.dispose();
     throw e;
