@@ -171,14 +171,14 @@ test('tfjs backbone layers beyond MobileNetV2 (strided same convs with bias, poo
 
 test('a channel-reduced backbone (a random subset per level after the taps): ONNX keeps the same channels as tfjs', async () => {
   const inner = new TfjsLayersExtractor('tfjs:toy', [64, 64], ['tap1', 'tap2', 'tap3'], [0, 1], [8, 16, 32], [4, 8, 16], kerasToy(), 'caffe', TOY_LEVELS);
-  const ex = reduceChannels(inner, { keep: [3, 5, 7], method: 'random', seed: 4 });
+  const ex = reduceChannels(inner, { keep: [3, 9, 12], method: 'random', seed: 4 });
   try {
-    assert.deepEqual(ex.channels, [3, 5, 7]);
+    assert.deepEqual(ex.channels, [3, 9, 12]);
     const { built, diffs } = await roundTrip('uflow', ex, 1);
-    console.log(`  uflow on a toy Keras model reduced to 3/5/7 channels: max |Δ| latents ${diffs.latents.toExponential(2)}, map ${diffs.map.toExponential(2)}`);
+    console.log(`  uflow on a toy Keras model reduced to 3/9/12 channels: max |Δ| latents ${diffs.latents.toExponential(2)}, map ${diffs.map.toExponential(2)}`);
     assert.ok(diffs.latents <= 1e-4, `latents differ by ${diffs.latents}`);
     assert.ok(diffs.map <= 1e-5, `maps differ by ${diffs.map}`);
-    assert.match(readModelInfo(built.bytes).metadata.input_normalisation!, /random channel subset \(seed 4\) keeps 3\/5\/7 of its 8\/16\/32 channels/);
+    assert.match(readModelInfo(built.bytes).metadata.input_normalisation!, /random channel subset \(seed 4\) keeps 3\/9\/12 of its 8\/16\/32 channels/);
   } finally {
     ex.dispose();
   }
