@@ -26,7 +26,6 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { ModelConfig, ModelKind, RunConfig, TrainerConfig } from './protocol.js';
 import { atomicWriteFile } from '../models/io/atomic.js';
-import { CHANNEL_REDUCTIONS } from '../models/backbones/channel-select.js';
 import { fsErrorSentence, isErrnoError } from '../models/io/fs-errors.js';
 import { formatSize, isSizeInput, levelRuleOf, ruleLevelSizes, sizeForConfig, toHW, uflowSizeError } from '../models/size.js';
 
@@ -166,6 +165,9 @@ const range: Check = (v) =>
 /** One integer (square) or [height, width]; a square pair is written back as one integer. */
 const inputSize: Check = (v) =>
   isSizeInput(v) ? { ok: true, value: sizeForConfig(v) } : { ok: false, want: 'a positive integer or [height, width] (two positive integers)' };
+
+/** model.channel_reduction's values (models/backbones/channel-select.ts implements them). */
+const CHANNEL_REDUCTIONS: ReadonlyArray<NonNullable<ModelConfig['channel_reduction']>> = ['random'];
 
 const MODEL_KEYS: Record<keyof ModelConfig, Check> = {
   input_size: inputSize,
