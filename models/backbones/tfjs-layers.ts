@@ -234,7 +234,7 @@ export interface TfjsLayersOptions {
   inputRange?: readonly [number, number];
   /** 'caffe': Keras "caffe" preprocessing (0–255, RGB→BGR, ImageNet means subtracted) instead of `inputRange`. */
   preprocessing?: 'range' | 'caffe';
-  /** The extractor's name (default `tfjs:<dir>`; the bundled model is `mobilenet_v2`). */
+  /** The extractor's name (default `tfjs:<dir>`; the named ones: `mobilenet_v2` (bundled), `resnet50`). */
   name?: string;
 }
 

@@ -7,6 +7,7 @@ import { BuiltinFilters, BUILTIN_FILTERS, COLOUR_GAIN, FILTER_GAIN, GRAY_WEIGHTS
 import type { FeatureExtractor } from '../backbones/types.js';
 import { TfjsLayersExtractor } from '../backbones/tfjs-layers.js';
 import { ResnetExtractor } from '../backbones/resnet.js';
+import { ChannelSelectExtractor } from '../backbones/channel-select.js';
 import { emitResnet, RESNET_PREPROCESSING } from './resnet.js';
 import type { GraphBuilder } from './graph.js';
 import { ExportUnsupportedError } from './errors.js';
@@ -16,11 +17,11 @@ import { avgPool, concatChannels, conv, mulScalar, reflectPad, subScalar } from 
 export { ExportUnsupportedError } from './errors.js';
 
 /** Backbone names (as in a run's config) the exporter translates. */
-export const SUPPORTED_BACKBONES = [BUILTIN_FILTERS, 'tfjs:<dir>', 'mobilenet_v2', 'resnet18', 'wide_resnet50_2'] as const;
+export const SUPPORTED_BACKBONES = [BUILTIN_FILTERS, 'tfjs:<dir>', 'mobilenet_v2', 'resnet18', 'wide_resnet50_2', 'resnet50'] as const;
 
 /** Whether a configured backbone name has an emitter. */
 export function backboneSupported(name: string): boolean {
-  return name === BUILTIN_FILTERS || name.startsWith('tfjs:') || name === 'mobilenet_v2' || name === 'resnet18' || name === 'wide_resnet50_2';
+  return name === BUILTIN_FILTERS || name.startsWith('tfjs:') || name === 'mobilenet_v2' || name === 'resnet18' || name === 'wide_resnet50_2' || name === 'resnet50';
 }
 
 export interface BackboneEmitter {
@@ -57,6 +58,14 @@ function builtinEmitter(ex: BuiltinFilters): BackboneEmitter {
 
 /** The emitter of an extractor, or an ExportUnsupportedError naming it. */
 export function backboneEmitter(ex: FeatureExtractor): BackboneEmitter {
+  if (ex instanceof ChannelSelectExtractor) {
+    // The channel reduction after the taps: a Gather on the channel axis per level, with the run's indices.
+    const inner = backboneEmitter(ex.inner);
+    return {
+      preprocessing: `${inner.preprocessing}; after the backbone, a fixed ${ex.method} channel subset (seed ${ex.seed}) keeps ${ex.channels.join('/')} of its ${ex.inner.channels.join('/')} channels`,
+      emit: (g, image) => inner.emit(g, image).map((v, l) => g.op('Gather', [v, g.int64(ex.indices[l]!, `backbone.level${l}.kept_channels`)], { axis: 1 }, `backbone.level${l}.reduced`)),
+    };
+  }
   if (ex instanceof BuiltinFilters && ex.name === BUILTIN_FILTERS) return builtinEmitter(ex);
   if (ex instanceof TfjsLayersExtractor) {
     checkKerasLayers(ex);

@@ -119,7 +119,7 @@ test('a backbone without an exporter is refused in one sentence (no stack trace)
   writeFileSync(join(fakeDir, 'run.json'), JSON.stringify(info));
   const r = await cli(['export', '--run', fakeId, '-train_dir', trainDir, '--out', join(tmp.dir, 'no.onnx')]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.equal(r.stderr.trim(), "uflow export: ONNX export does not support the backbone 'mcait' yet (supported: builtin:filters, tfjs:<dir>, mobilenet_v2, resnet18, wide_resnet50_2).");
+  assert.equal(r.stderr.trim(), "uflow export: ONNX export does not support the backbone 'mcait' yet (supported: builtin:filters, tfjs:<dir>, mobilenet_v2, resnet18, wide_resnet50_2, resnet50).");
   assert.ok(!existsSync(join(tmp.dir, 'no.onnx')));
 
   const h = await cli(['--help']);

@@ -237,7 +237,7 @@ test('registry: resnet from a map or a safetensors file (any prefix), layers, cl
     await assert.rejects(createExtractor({ backbone: 'wide_resnet50_2', inputSize: 64, weights: join(dir, 'nope.safetensors') }), /weights for wide_resnet50_2 not found at .*nope\.safetensors/);
     await assert.rejects(createExtractor({ backbone: 'wide_resnet50_2', inputSize: 64, weights: sd }), /BasicBlock ResNet .* not wide_resnet50_2/);
     await assert.rejects(createExtractor({ backbone: 'resnet18', inputSize: 64, weights: sd, layers: [4] }), /layer 4 requested, but the weights have stages 1\.\.3/);
-    await assert.rejects(createExtractor({ backbone: 'vgg16', inputSize: 64 }), /unknown backbone 'vgg16': choose one of resnet18, wide_resnet50_2, mcait, cait, deit, tfjs:<dir>/);
+    await assert.rejects(createExtractor({ backbone: 'vgg16', inputSize: 64 }), /unknown backbone 'vgg16': choose one of resnet18, wide_resnet50_2, resnet50, mcait, cait, deit, tfjs:<dir>/);
     await assert.rejects(createExtractor({ backbone: 'cait', inputSize: 448, weights: sd }), /no 'patch_embed\.proj\.weight'/);
     const quant = new Map(sd);
     quant.set('model.feature_extractor.extractor.conv1.weight', { dtype: 'I8', shape: [8, 3, 7, 7], data: new Int8Array(8 * 3 * 49) });

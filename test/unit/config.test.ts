@@ -90,13 +90,13 @@ test('wrong types and unknown keys name the file and the key', () => {
     ['trainer:\n  patience: -1\n', 'trainer.patience must be a non-negative integer, got -1'],
     ['model:\n  flowsteps: 4\n', 'unknown key model.flowsteps (did you mean model.flow_steps?)'],
     ['model:\n  epochs: 4\n', 'unknown key model.epochs (did you mean trainer.epochs? it belongs in the trainer section)'],
-    ['model:\n  colour: red\n', 'unknown key model.colour (known model keys: input_size, flow_steps, backbone, backbone_layers, backbone_input_range, backbone_preprocessing, hidden_ratio, conv3x3_only)'],
+    ['model:\n  colour: red\n', 'unknown key model.colour (known model keys: input_size, flow_steps, backbone, backbone_layers, backbone_input_range, backbone_preprocessing, backbone_channels, channel_reduction, channel_seed, hidden_ratio, conv3x3_only)'],
     ['trainner:\n  epochs: 4\n', 'unknown key trainner (did you mean trainer?)'],
     ['batch_train: 4\n', 'unknown key batch_train (did you mean trainer.batch_train?)'],
     ['data: x\n', 'unknown key data (a config has two sections: model and trainer)'],
     ['model: 448\n', 'model must be a mapping (keys indented under "model:"), got 448'],
     ['- 1\n- 2\n', 'a config is a mapping with model: and trainer: sections, got [1,2]'],
-    ['model:\n  backbone: resnet50\n', 'model.backbone must be one of auto, resnet18, wide_resnet50_2, mcait, cait, deit, mobilenet_v2, builtin:filters or tfjs:<dir>, got "resnet50"'],
+    ['model:\n  backbone: resnet51\n', 'model.backbone must be one of auto, resnet18, wide_resnet50_2, resnet50, mcait, cait, deit, mobilenet_v2, builtin:filters or tfjs:<dir>, got "resnet51"'],
     ['model:\n  backbone_input_range: [1, -1]\n', 'model.backbone_input_range must be two numbers [low, high] with low < high, got [1,-1]'],
     ['model:\n  backbone_layers: []\n', 'model.backbone_layers must be a non-empty list of layer names, got []'],
     ['model:\n  backbone: tfjs:/models/mnv2\n  backbone_input_range: [-1, 1]\n', 'model.backbone "tfjs:/models/mnv2" needs model.backbone_layers (the layer names to tap, finest first)'],
@@ -157,4 +157,12 @@ test('a relative tfjs:<dir> in a config file is relative to that file; absolute 
   assert.equal(loadConfig({ category: 'x', path: old }).model.backbone, `tfjs:${resolve(cwdRel)}`);
   const over = loadConfig({ category: 'x', overrides: { model: { backbone: 'tfjs:rel/mnv2', backbone_layers: ['a'], backbone_input_range: [-1, 1] } } });
   assert.equal(over.model.backbone, 'tfjs:rel/mnv2');
+});
+
+test('backbone resnet50 implies its taps and caffe input: a range is refused, and sizes under 32', () => {
+  const cfg = loadConfig({ category: 'x', overrides: { model: { backbone: 'resnet50', input_size: 128 } } });
+  assert.equal(cfg.model.backbone, 'resnet50');
+  assert.equal(cfg.model.backbone_layers, undefined);
+  assert.throws(() => loadConfig({ category: 'x', overrides: { model: { backbone: 'resnet50', backbone_input_range: [-1, 1] } } }), /model\.backbone "resnet50" takes Keras "caffe" input \(it is implied\): remove model\.backbone_input_range/);
+  assert.throws(() => loadConfig({ category: 'x', overrides: { model: { backbone: 'resnet50', input_size: 24 } } }), /model\.input_size must be at least 32 a side with backbone resnet50/);
 });

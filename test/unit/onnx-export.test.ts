@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initEngine } from '../../models/engine.js';
 import { TfjsLayersExtractor } from '../../models/backbones/tfjs-layers.js';
+import { reduceChannels } from '../../models/backbones/channel-select.js';
 import type { UFlowModel } from '../../models/uflow-model.js';
 import type { FastFlowModel } from '../../models/fastflow-model.js';
 import { createExtractor } from '../../models/backbones/index.js';
@@ -168,6 +169,21 @@ test('tfjs backbone layers beyond MobileNetV2 (strided same convs with bias, poo
   }
 });
 
+test('a channel-reduced backbone (a random subset per level after the taps): ONNX keeps the same channels as tfjs', async () => {
+  const inner = new TfjsLayersExtractor('tfjs:toy', [64, 64], ['tap1', 'tap2', 'tap3'], [0, 1], [8, 16, 32], [4, 8, 16], kerasToy(), 'caffe', TOY_LEVELS);
+  const ex = reduceChannels(inner, { keep: [3, 9, 12], method: 'random', seed: 4 });
+  try {
+    assert.deepEqual(ex.channels, [3, 9, 12]);
+    const { built, diffs } = await roundTrip('uflow', ex, 1);
+    console.log(`  uflow on a toy Keras model reduced to 3/9/12 channels: max |Δ| latents ${diffs.latents.toExponential(2)}, map ${diffs.map.toExponential(2)}`);
+    assert.ok(diffs.latents <= 1e-4, `latents differ by ${diffs.latents}`);
+    assert.ok(diffs.map <= 1e-5, `maps differ by ${diffs.map}`);
+    assert.match(readModelInfo(built.bytes).metadata.input_normalisation!, /random channel subset \(seed 4\) keeps 3\/9\/12 of its 8\/16\/32 channels/);
+  } finally {
+    ex.dispose();
+  }
+});
+
 test('a Keras layer without an exporter is refused in one sentence naming it', () => {
   const model = kerasToy((x) => tfl.layers.upSampling2d({ size: [1, 1], name: 'odd_one' }).apply(x) as tfl.SymbolicTensor);
   const ex = new TfjsLayersExtractor('tfjs:toy', [64, 64], ['tap1', 'tap2', 'tap3'], [0, 1], [8, 16, 32], [4, 8, 16], model, 'range', TOY_LEVELS);
@@ -212,7 +228,7 @@ test('what is not supported is refused with one sentence naming it', () => {
   const model = createModel('uflow', { flow_steps: 1 }, fake);
   try {
     const why = unsupportedReason(model);
-    assert.match(why ?? '', /^ONNX export does not support the backbone 'cait' yet \(supported: builtin:filters, tfjs:<dir>, mobilenet_v2, resnet18, wide_resnet50_2\)\.$/);
+    assert.match(why ?? '', /^ONNX export does not support the backbone 'cait' yet \(supported: builtin:filters, tfjs:<dir>, mobilenet_v2, resnet18, wide_resnet50_2, resnet50\)\.$/);
     assert.throws(() => exportOnnx(model, { mapSize: 256, producerVersion: 'test' }), (e: unknown) => e instanceof ExportUnsupportedError && e.message === why);
   } finally {
     model.dispose();
