@@ -17,7 +17,8 @@
  * the run's); a lower bound of evaluate.py's time (it also runs the test split once per metric's
  * checkpoint, a training-set pass for its fair threshold, and an mIoU threshold sweep). Its AUPRO
  * loop runs on `--aupro-regions` (16) of the regions and is scaled to all; `--full-reference`
- * runs every region.
+ * runs every region. Checked once (2026-12-05, load 3.3–4.5 on 2 cores, metal_plate's 103 regions):
+ * all regions 110.9 s, 16 regions scaled 106.4 s.
  *
  *   node --import tsx bench/evaluate-category.bench.ts [--category metal_plate] [--engine onnx|tfjs]
  *        [--no-tree] [--aupro-regions 16] [--full-reference] [--no-reference] [--keep]
