@@ -35,11 +35,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
-from uflow_official import auroc, list_images, map_input, resize_shorter, to_tensor  # noqa: E402
+from uflow_official import auroc, load_test_split, map_input  # noqa: E402
 from train_step import UFlow  # noqa: E402
 from mobilenet_v2_torch import load_mobilenet_v2  # noqa: E402
 import nfa_metrics  # noqa: E402
@@ -50,20 +49,7 @@ EPS = float(np.finfo(float).eps)
 
 def load_test(root, category, size):
     """Test images [N,3,S,S] in [0,1], binary masks [N,256,256], labels, in the official order."""
-    cat = os.path.join(root, category)
-    images, masks, labels = [], [], []
-    for defect in sorted(os.listdir(os.path.join(cat, "test"))):
-        for p in list_images(os.path.join(cat, "test", defect)):
-            img = resize_shorter(Image.open(p).convert("RGB"), size)
-            images.append(to_tensor(img))
-            if defect == "good":
-                masks.append(torch.zeros(1, img.size[1], img.size[0]))
-                labels.append(0)
-            else:
-                stem = os.path.splitext(os.path.basename(p))[0]
-                m = Image.open(os.path.join(cat, "ground_truth", defect, stem + "_mask.png")).convert("L")
-                masks.append(to_tensor(resize_shorter(m, size)))
-                labels.append(1)
+    images, masks, labels, _ = load_test_split(root, category, size)
     m = torch.stack(masks)
     if m.shape[-1] != TARGET:
         m = F.interpolate(m, size=(TARGET, TARGET), mode="bilinear", align_corners=False)

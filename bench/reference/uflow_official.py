@@ -67,9 +67,9 @@ def list_images(folder):
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXT))
 
 
-def load_split(root, category, size):
+def load_test_split(root, category, size):
+    """The test split in the official order: images and masks as [1|3,H,W] tensors in [0,1], labels, names."""
     cat = os.path.join(root, category)
-    train = [to_tensor(resize_shorter(Image.open(p).convert("RGB"), size)) for p in list_images(os.path.join(cat, "train", "good"))]
     images, masks, labels, names = [], [], [], []
     for defect in sorted(os.listdir(os.path.join(cat, "test"))):
         for p in list_images(os.path.join(cat, "test", defect)):
@@ -84,6 +84,13 @@ def load_split(root, category, size):
                 masks.append(to_tensor(resize_shorter(m, size)))
                 labels.append(1)
             names.append(f"{defect}/{os.path.basename(p)}")
+    return images, masks, labels, names
+
+
+def load_split(root, category, size):
+    cat = os.path.join(root, category)
+    train = [to_tensor(resize_shorter(Image.open(p).convert("RGB"), size)) for p in list_images(os.path.join(cat, "train", "good"))]
+    images, masks, labels, names = load_test_split(root, category, size)
     return torch.stack(train), torch.stack(images), torch.stack(masks), np.array(labels), names
 
 

@@ -8,21 +8,14 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { cli, repoRoot, tempDir } from './cli-helpers.js';
 import { generateDemoDataset } from '../../models/data/demo-dataset.js';
+import { closedPort } from '../helpers/net.js';
 
 const tmp = tempDir('uflow-cli-auto-');
 after(() => tmp.cleanup());
 
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 test('offline with an empty cache: default config trains on the bundled mobilenet_v2 and says why, and what is stronger', { timeout: 300_000 }, async () => {
   for (const f of ['model.json', 'weights.bin', 'LICENSE', 'NOTICE']) assert.ok(existsSync(join(repoRoot, 'dist', 'backbones', 'mobilenet_v2_035_imagenet', f)), `dist/backbones/mobilenet_v2_035_imagenet/${f}`);

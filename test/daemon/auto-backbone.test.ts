@@ -6,24 +6,17 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { JobEnded, LogParams, StatusResult, TrainResult, TrainingUpdate } from '../../server/protocol.js';
 import { writeTinyCategory } from './fixtures.js';
 import { startDaemon, tempDir, type DaemonProcess } from './harness.js';
+import { closedPort } from '../helpers/net.js';
 
 const MIN = 60_000;
 let d: DaemonProcess;
 let ws: string;
 const t = tempDir('uflow-auto-');
 
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 before(async () => {
   ws = t.dir;

@@ -18,6 +18,7 @@ import { createExtractor } from '../../models/backbones/index.js';
 import { bundledBackboneDir } from '../../models/backbones/bundled.js';
 import { useBackend } from '../../models/engine.js';
 import { startServer } from './download-server.js';
+import { closedPort } from '../helpers/net.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'uflow-auto-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -87,14 +88,6 @@ describe('chooseBackbone (pure)', () => {
   });
 });
 
-/** A port nothing listens on (bound, then closed). */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 describe('probes', () => {
   test('cached file, a hub that answers, a closed port, a port that never answers (short timeout)', { timeout: 20_000 }, async () => {
