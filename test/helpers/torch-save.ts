@@ -11,6 +11,7 @@
  */
 import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
 import * as zlib from 'node:zlib';
+import { P } from './pickle-writer.js';
 
 export interface TensorEntry {
   key: string;
@@ -26,100 +27,24 @@ export interface LightningMeta {
 
 const crc32 = (zlib as unknown as { crc32?: (b: Uint8Array, v?: number) => number }).crc32;
 
-/** A protocol-2 pickle writer for the few opcodes torch.save's checkpoints use. */
-class Pickler {
-  private chunks: Buffer[] = [];
-  private op(...bytes: number[]): this {
-    this.chunks.push(Buffer.from(bytes));
-    return this;
-  }
-  proto(): this {
-    return this.op(0x80, 2);
-  }
-  mark(): this {
-    return this.op(0x28);
-  }
-  str(s: string): this {
-    const u = Buffer.from(s, 'utf8');
-    const n = Buffer.alloc(5);
-    n[0] = 0x58; // BINUNICODE
-    n.writeUInt32LE(u.length, 1);
-    this.chunks.push(n, u);
-    return this;
-  }
-  int(v: number): this {
-    if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) throw new Error(`pickle: ${v} does not fit BININT`);
-    const n = Buffer.alloc(5);
-    n[0] = 0x4a; // BININT
-    n.writeInt32LE(v, 1);
-    this.chunks.push(n);
-    return this;
-  }
-  global(mod: string, name: string): this {
-    this.chunks.push(Buffer.from(`c${mod}\n${name}\n`, 'latin1'));
-    return this;
-  }
-  tuple(items: number[]): this {
-    this.mark();
-    for (const x of items) this.int(x);
-    return this.op(0x74); // TUPLE
-  }
-  emptyTuple(): this {
-    return this.op(0x29);
-  }
-  emptyDict(): this {
-    return this.op(0x7d);
-  }
-  reduce(): this {
-    return this.op(0x52);
-  }
-  setitems(): this {
-    return this.op(0x75);
-  }
-  build(): this {
-    return this.op(0x62);
-  }
-  bool(v: boolean): this {
-    return this.op(v ? 0x88 : 0x89);
-  }
-  stop(): this {
-    return this.op(0x2e);
-  }
-  orderedDict(): this {
-    return this.global('collections', 'OrderedDict').emptyTuple().reduce();
-  }
-  /** _rebuild_tensor_v2(persistent_load(('storage', torch.FloatStorage, key, 'cpu', numel)), 0, shape, stride, False, OrderedDict()) */
-  tensor(key: string, shape: number[]): this {
-    const numel = shape.reduce((a, b) => a * b, 1);
-    const stride = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
-    this.global('torch._utils', '_rebuild_tensor_v2').mark();
-    this.mark().str('storage').global('torch', 'FloatStorage').str(key).str('cpu').int(numel).op(0x74).op(0x51); // TUPLE, BINPERSID
-    this.int(0).tuple(shape).tuple(stride).bool(false).orderedDict();
-    return this.op(0x74).reduce();
-  }
-  value(v: string | number): this {
-    return typeof v === 'number' ? this.int(v) : this.str(v);
-  }
-  bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
-
 /** The pickle of a Lightning checkpoint whose state dict holds `entries` (storage i = entry i). */
 export function lightningPickle(entries: TensorEntry[], meta: LightningMeta = {}): Buffer {
-  const p = new Pickler().proto().emptyDict().mark();
+  const p = new P().proto().emptyDict().mark();
   p.str('epoch').int(meta.epoch ?? 0);
   p.str('global_step').int(meta.globalStep ?? 0);
   p.str('pytorch-lightning_version').str(meta.lightningVersion ?? '2.1.0');
   p.str('state_dict').orderedDict().mark();
-  entries.forEach((e, i) => p.str(e.key).tensor(String(i), e.shape));
+  entries.forEach((e, i) => {
+    const stride = e.shape.map((_, k) => e.shape.slice(k + 1).reduce((a, b) => a * b, 1));
+    p.str(e.key).tensor('FloatStorage', String(i), 'cpu', e.shape.reduce((a, b) => a * b, 1), 0, e.shape, stride);
+  });
   p.setitems();
   // state_dict()'s `_metadata` attribute: OrderedDict([('', {'version': 1})]), restored by BUILD.
   p.emptyDict().mark().str('_metadata').orderedDict().mark().str('').emptyDict().mark().str('version').int(1).setitems().setitems().setitems().build();
   p.str('hyper_parameters').emptyDict().mark();
   for (const [k, v] of Object.entries(meta.hyperParameters ?? {})) p.str(k).value(v);
   p.setitems();
-  return p.setitems().stop().bytes();
+  return Buffer.from(p.setitems().stop().bytes());
 }
 
 interface CentralEntry {
