@@ -64,7 +64,13 @@ function fakeSystem(installed: string[]): { dir: string; env: NodeJS.ProcessEnv;
     writeFileSync(join(dir, name), `#!/bin/sh\n${body}\n`);
     chmodSync(join(dir, name), 0o755);
   };
-  script('dpkg', `[ "$1" = "-s" ] || exit 2\ngrep -qxF -- "$2" '${list}'`);
+  // Like the real one, dpkg -s also knows removed-not-purged packages (list.rc).
+  script('dpkg', `[ "$1" = "-s" ] || exit 2\ngrep -qxF -- "$2" '${list}' || grep -qxF -- "$2" '${list}.rc' 2>/dev/null`);
+  // dpkg-query -W -f='${Status}' NAME: installed ones from the list, removed-not-purged ones ("rc") from list.rc.
+  script(
+    'dpkg-query',
+    `[ "$1" = "-W" ] || exit 2\nname="$3"\nif grep -qxF -- "$name" '${list}'; then printf 'install ok installed'; elif grep -qxF -- "$name" '${list}.rc' 2>/dev/null; then printf 'deinstall ok config-files'; else echo "dpkg-query: no packages found matching $name" >&2; exit 1; fi`,
+  );
   script('apt-get', `echo "$*" >> '${log}'\nif [ "$1" = install ]; then for a in "$@"; do case "$a" in -*|install) ;; *) echo "$a" >> '${list}' ;; esac; done; fi`);
   script('sudo', `[ "$1" = "-n" ] && shift\nexec "$@"`);
   return { dir, env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, apt: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean) : []) };
@@ -76,6 +82,10 @@ test('system-deps.sh: --missing names the missing packages; with all present it 
     const run = (...args: string[]) => spawnSync('bash', [SCRIPT, ...args], { encoding: 'utf8', env: fake.env });
     assert.deepEqual(run('--missing').stdout.split('\n').filter(Boolean), ['chromium', 'libkrb5-dev', 'g++', 'redis-server']);
     assert.deepEqual(run('--list').stdout.split('\n').filter(Boolean), ALL);
+    // Removed but not purged (dpkg -s still knows it, its files are gone): missing.
+    writeFileSync(join(fake.dir, 'installed'), ALL.filter((p) => p !== 'chromium').join('\n') + '\n');
+    writeFileSync(join(fake.dir, 'installed.rc'), 'chromium\n');
+    assert.deepEqual(run('--missing').stdout.split('\n').filter(Boolean), ['chromium']);
     writeFileSync(join(fake.dir, 'installed'), ALL.join('\n') + '\n');
     assert.equal(run('--missing').stdout, '');
     const r = run();
