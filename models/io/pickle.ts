@@ -16,80 +16,12 @@
  * - attributes restored by BUILD on a dict (e.g. a state_dict's `_metadata`) → `pyAttributes(obj)`.
  */
 import { TensorFileError } from './safetensors.js';
+import { ALLOWED_GLOBALS, PY2_MODULES, TENSOR_REBUILDERS, UnsafePickleError } from './pickle-policy.js';
+import { ownAttributes, PyGlobal } from './py-values.js';
+import { OPNAMES, describe, isInt, intList, decodeLong, pyLiteral, parseDecimalInt } from './pickle-decode.js';
 
-/** An allowed Python global (a class or function name): an inert token, never called. */
-export class PyGlobal {
-  constructor(
-    readonly module: string,
-    readonly name: string,
-  ) {
-    Object.freeze(this);
-  }
-  get qualname(): string {
-    return `${this.module}.${this.name}`;
-  }
-  toString(): string {
-    return this.qualname;
-  }
-}
-
-/** The pickle asked for something a weights file never needs; nothing was executed. */
-export class UnsafePickleError extends TensorFileError {
-  constructor(
-    file: string,
-    /** the refused global ('os.system') or opcode ('INST') */
-    readonly offending: string,
-    problem: string,
-  ) {
-    super(file, problem);
-    this.name = 'UnsafePickleError';
-  }
-}
-
-/** The callables torch.save emits for tensors, storages and containers. */
-export const TORCH_STORAGE_CLASSES = [
-  'FloatStorage',
-  'HalfStorage',
-  'BFloat16Storage',
-  'DoubleStorage',
-  'LongStorage',
-  'IntStorage',
-  'CharStorage',
-  'ByteStorage',
-  'BoolStorage',
-  'ShortStorage',
-] as const;
-
-/**
- * Every global a weights pickle may name. Classes and functions here are only ever matched by
- * name; their "calls" are interpreted by `reduce` / `newobj` below.
- */
-export const ALLOWED_GLOBALS: ReadonlySet<string> = new Set([
-  'collections.OrderedDict',
-  'builtins.set',
-  'builtins.frozenset',
-  'builtins.bytearray',
-  '_codecs.encode', // how protocol 2 writes a Python 3 bytes object
-  'torch._utils._rebuild_tensor',
-  'torch._utils._rebuild_tensor_v2',
-  'torch._utils._rebuild_parameter',
-  'torch._utils._rebuild_parameter_with_state',
-  'torch._tensor._rebuild_from_type_v2',
-  'torch.Tensor',
-  'torch.nn.parameter.Parameter',
-  'torch.Size',
-  ...TORCH_STORAGE_CLASSES.map((s) => `torch.${s}`),
-]);
-
-/** Python 2 module names that Python 3's unpickler maps (fix_imports). */
-const PY2_MODULES: Record<string, string> = { __builtin__: 'builtins', copy_reg: 'copyreg' };
-
-const TENSOR_REBUILDERS = new Set([
-  'torch._utils._rebuild_tensor',
-  'torch._utils._rebuild_tensor_v2',
-  'torch._utils._rebuild_parameter',
-  'torch._utils._rebuild_parameter_with_state',
-]);
+export { ALLOWED_GLOBALS, TORCH_STORAGE_CLASSES, UnsafePickleError } from './pickle-policy.js';
+export { PyGlobal, pyAttributes, pyToJson, type ToJsonOptions } from './py-values.js';
 
 export interface TorchHooks {
   /** BINPERSID: the persistent id tuple, e.g. ['storage', PyGlobal(torch.FloatStorage), key, location, numel]. */
@@ -113,78 +45,9 @@ export interface UnpickleResult {
   end: number;
 }
 
-const attributes = new WeakMap<object, Map<unknown, unknown>>();
-
-/** Attributes BUILD restored on a dict-like object (e.g. an OrderedDict state_dict's `_metadata`). */
-export function pyAttributes(obj: object): Map<unknown, unknown> | undefined {
-  return attributes.get(obj);
-}
-
 const MARK = Symbol('MARK');
 const utf8 = new TextDecoder('utf-8');
 const latin1 = new TextDecoder('latin1');
-
-const OPNAMES: Record<number, string> = {
-  0x69: 'INST',
-  0x6f: 'OBJ',
-  0x82: 'EXT1',
-  0x83: 'EXT2',
-  0x84: 'EXT4',
-  0x97: 'NEXT_BUFFER',
-  0x98: 'READONLY_BUFFER',
-  0x50: 'PERSID',
-};
-
-function describe(v: unknown): string {
-  if (v === null) return 'None';
-  if (v instanceof PyGlobal) return v.qualname;
-  if (v instanceof Map) return 'dict';
-  if (Array.isArray(v)) return 'list/tuple';
-  if (v instanceof Set) return 'set';
-  if (v instanceof Uint8Array) return 'bytes';
-  if (typeof v === 'object') return 'tensor';
-  return typeof v;
-}
-
-function isInt(v: unknown): v is number {
-  return typeof v === 'number' && Number.isInteger(v);
-}
-
-function intList(v: unknown): number[] | undefined {
-  if (!Array.isArray(v)) return undefined;
-  const out: number[] = [];
-  for (const x of v) {
-    if (isInt(x)) out.push(x);
-    else if (typeof x === 'bigint' && x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER)) out.push(Number(x));
-    else return undefined;
-  }
-  return out;
-}
-
-function decodeLong(b: Uint8Array): number | bigint {
-  if (b.length === 0) return 0;
-  let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
-  if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
-  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-}
-
-/** A protocol-0 STRING argument: 'text' or "text" with backslash escapes. */
-function pyLiteral(s: string, bad: (problem: string) => never): string {
-  const t = s.trimEnd();
-  const q = t[0];
-  if (t.length < 2 || (q !== "'" && q !== '"') || t[t.length - 1] !== q) bad('STRING argument is not quoted');
-  const body = t.slice(1, -1);
-  const esc: Record<string, string> = { n: '\n', r: '\r', t: '\t', '\\': '\\', "'": "'", '"': '"', '0': '\0' };
-  return body.replace(/\\(x[0-9a-fA-F]{2}|.)/g, (_, e: string) => (e[0] === 'x' && e.length === 3 ? String.fromCharCode(parseInt(e.slice(1), 16)) : esc[e] ?? `\\${e}`));
-}
-
-function parseDecimalInt(s: string): number | bigint {
-  const t = s.trim().replace(/L$/, '');
-  if (!/^[+-]?\d+$/.test(t)) throw new Error(`not an integer: ${JSON.stringify(s)}`);
-  const v = BigInt(t);
-  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-}
 
 /**
  * Unpickles one pickle from `bytes` (starting at `opts.offset`), refusing anything that is not
@@ -399,8 +262,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): UnpickleResu
     if (obj instanceof Map) {
       if (dictState === null) return;
       if (!(dictState instanceof Map)) bad('BUILD state on a dict is not a dict');
-      let a = attributes.get(obj);
-      if (!a) attributes.set(obj, (a = new Map()));
+      const a = ownAttributes(obj);
       for (const [k, v] of dictState as Map<unknown, unknown>) a.set(k, v);
       return;
     }
@@ -705,31 +567,4 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions): UnpickleResu
       }
     }
   }
-}
-
-export interface ToJsonOptions {
-  /** what to put in place of a non-plain object (a tensor); default '<tensor>' */
-  replace?: (v: object) => unknown;
-}
-
-/**
- * A JSON-like copy for display and comparison: dicts become objects (keys as strings), tuples and
- * lists arrays, sets arrays, bytes arrays of numbers, safe bigints numbers (others decimal strings),
- * anything else (tensors) what `replace` says.
- */
-export function pyToJson(v: unknown, opts: ToJsonOptions = {}): unknown {
-  if (v === null || typeof v === 'boolean' || typeof v === 'number' || typeof v === 'string') return v;
-  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
-  if (Array.isArray(v)) return v.map((x) => pyToJson(x, opts));
-  if (v instanceof Set) return [...v].map((x) => pyToJson(x, opts));
-  if (v instanceof Uint8Array) return [...v];
-  if (v instanceof PyGlobal) return v.qualname;
-  if (v instanceof Map) {
-    const o: Record<string, unknown> = {};
-    for (const [k, x] of v) {
-      Object.defineProperty(o, String(k), { value: pyToJson(x, opts), enumerable: true, writable: true, configurable: true });
-    }
-    return o;
-  }
-  return opts.replace ? opts.replace(v as object) : '<tensor>';
 }
