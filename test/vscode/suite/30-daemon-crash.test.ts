@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import * as vscode from 'vscode';
 import type { JobEnded, TrainingUpdate, TrainResult } from '../../../server/protocol.js';
+import { readSafetensors } from '../../../models/io/safetensors.js';
 import { api, demoCategory, waitForEvent } from './util.js';
 
 describe('daemon killed mid-training', function () {
@@ -54,8 +55,11 @@ describe('daemon killed mid-training', function () {
     await vscode.commands.executeCommand('uflow.showRuns');
     assert.doesNotMatch(a.statusBar.item.text, /interrupted/);
 
-    // Resume continues from the checkpoint (not from epoch 1); then cancel it.
-    const done = node.run.epochsDone;
+    // Resume continues from the checkpoint (not from epoch 1); then cancel it. The checkpoint may be
+    // one epoch ahead of run.json when the kill fell between the two writes: resume follows the checkpoint.
+    const ckptEpoch = Number(readSafetensors(ckpt.path).metadata.epoch ?? node.run.epochsDone);
+    assert.ok(ckptEpoch >= node.run.epochsDone, `checkpoint epoch ${ckptEpoch}, run.json ${node.run.epochsDone}`);
+    const done = ckptEpoch;
     let resumed: TrainResult | undefined;
     const next = await waitForEvent<TrainingUpdate>(
       a.daemon.onTrainingUpdate,
