@@ -1,11 +1,11 @@
 /**
  * Small PNG thumbnails for hover tooltips. VS Code renders at most 100,000 characters of a
  * MarkdownString, so the data-URI images of a hover must be small: maps and images are decoded
- * (PNG, 8/16-bit, any colour type, not interlaced), box-filtered down to a few hundred pixels at
- * most, and written back as 8-bit palette PNGs (an adaptive 256-colour palette), which keeps a
- * 160-px thumbnail to a few KB. Only node:zlib: the extension stays free of native modules.
+ * (PNG, 8/16-bit, any colour type; fast-png, pure JS), box-filtered down to a few hundred pixels
+ * at most, and written back as 8-bit palette PNGs (an adaptive 256-colour palette), which keeps a
+ * 160-px thumbnail to a few KB. The extension stays free of native modules (no sharp here).
  */
-import { deflateSync, inflateSync } from 'node:zlib';
+import { convertIndexedToRgb, decode, encode, hasPngSignature, type DecodedPng, type IndexedColors } from 'fast-png';
 
 export interface RgbaImage {
   width: number;
@@ -14,106 +14,71 @@ export interface RgbaImage {
   data: Uint8Array;
 }
 
-const SIGNATURE = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
+/** Larger images are refused before decoding (a hover has no use for them). */
+const MAX_PIXELS = 64e6;
 
-/** Decodes a PNG; undefined for anything it does not handle (not a PNG, interlaced, corrupt). */
+/**
+ * The IHDR fields checked before fast-png decodes: the size (to refuse huge images before they
+ * are allocated) and the interlacing (fast-png's Adam7 path does not unpack samples below 8 bits).
+ */
+function header(bytes: Uint8Array): { width: number; height: number; depth: number; interlaced: boolean } | undefined {
+  if (bytes.length < 33 || !hasPngSignature(bytes)) return undefined;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (String.fromCharCode(bytes[12]!, bytes[13]!, bytes[14]!, bytes[15]!) !== 'IHDR') return undefined;
+  return { width: v.getUint32(16), height: v.getUint32(20), depth: bytes[24]!, interlaced: bytes[28] !== 0 };
+}
+
+/** Decodes a PNG; undefined for anything it does not handle (not a PNG, corrupt, huge, interlaced below 8 bits). */
 export function decodePng(bytes: Uint8Array): RgbaImage | undefined {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length < 8 || !buf.subarray(0, 8).equals(SIGNATURE)) return undefined;
-  let off = 8;
-  let width = 0;
-  let height = 0;
-  let depth = 0;
-  let colorType = 0;
-  let interlace = 0;
-  let palette: Buffer | undefined;
-  let trns: Buffer | undefined;
-  const idat: Buffer[] = [];
-  while (off + 8 <= buf.length) {
-    const len = buf.readUInt32BE(off);
-    const type = buf.toString('latin1', off + 4, off + 8);
-    const data = buf.subarray(off + 8, off + 8 + len);
-    off += 12 + len;
-    if (type === 'IHDR') {
-      width = data.readUInt32BE(0);
-      height = data.readUInt32BE(4);
-      depth = data[8]!;
-      colorType = data[9]!;
-      interlace = data[12]!;
-    } else if (type === 'PLTE') palette = data;
-    else if (type === 'tRNS') trns = data;
-    else if (type === 'IDAT') idat.push(data);
-    else if (type === 'IEND') break;
-  }
-  if (!width || !height || interlace !== 0 || width * height > 64e6) return undefined;
-  const channels = ({ 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 } as Record<number, number>)[colorType];
-  if (!channels || ![1, 2, 4, 8, 16].includes(depth)) return undefined;
-  let raw: Buffer;
+  const h = header(bytes);
+  if (!h || !h.width || !h.height || h.width * h.height > MAX_PIXELS || (h.interlaced && h.depth < 8)) return undefined;
   try {
-    raw = inflateSync(Buffer.concat(idat));
+    return toRgba(decode(bytes));
   } catch {
     return undefined;
   }
-  const bitsPerPixel = channels * depth;
-  const stride = Math.ceil((width * bitsPerPixel) / 8);
-  const bpp = Math.max(1, bitsPerPixel >> 3);
-  if (raw.length < height * (stride + 1)) return undefined;
-  const lines = new Uint8Array(height * stride);
-  let prev = new Uint8Array(stride);
-  for (let y = 0; y < height; y++) {
-    const filter = raw[y * (stride + 1)]!;
-    const src = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
-    const cur = lines.subarray(y * stride, (y + 1) * stride);
-    for (let i = 0; i < stride; i++) {
-      const a = i >= bpp ? cur[i - bpp]! : 0;
-      const b = prev[i]!;
-      const c = i >= bpp ? prev[i - bpp]! : 0;
-      let v = src[i]!;
-      if (filter === 1) v += a;
-      else if (filter === 2) v += b;
-      else if (filter === 3) v += (a + b) >> 1;
-      else if (filter === 4) {
-        const p = a + b - c;
-        const pa = Math.abs(p - a);
-        const pb = Math.abs(p - b);
-        const pc = Math.abs(p - c);
-        v += pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
-      }
-      cur[i] = v & 255;
+}
+
+/** The 2^depth grey levels of a low-depth grey image as a palette (the tRNS grey level transparent). */
+function greyLevels(depth: number, transparency: Uint16Array | undefined): IndexedColors {
+  const max = (1 << depth) - 1;
+  return Array.from({ length: max + 1 }, (_, i) => {
+    const g = Math.round((i * 255) / max);
+    return [g, g, g, transparency?.[0] === i ? 0 : 255];
+  });
+}
+
+/** fast-png's decoded samples (any depth, colour type, palette, tRNS) as 8-bit RGBA. */
+function toRgba(png: DecodedPng): RgbaImage {
+  const { width, height, depth, channels, data } = png;
+  const n = width * height;
+  const out = new Uint8Array(n * 4);
+  if (channels === 1 && (png.palette || depth < 8)) {
+    // Palette indices, or grey packed below 8 bits: both through fast-png's index expansion.
+    const palette = png.palette ?? greyLevels(depth, png.transparency);
+    const px = convertIndexedToRgb({ ...png, palette });
+    const k = px.length / n;
+    for (let p = 0; p < n; p++) {
+      out[p * 4] = px[p * k]!;
+      out[p * 4 + 1] = px[p * k + 1]!;
+      out[p * 4 + 2] = px[p * k + 2]!;
+      out[p * 4 + 3] = k === 4 ? px[p * k + 3]! : 255;
     }
-    prev = cur;
+    return { width, height, data: out };
   }
-  const out = new Uint8Array(width * height * 4);
-  const sample = (row: number, idx: number): number => {
-    // The idx-th sample of a row, scaled to 8 bits.
-    const base = row * stride;
-    if (depth === 8) return lines[base + idx]!;
-    if (depth === 16) return lines[base + idx * 2]!;
-    const perByte = 8 / depth;
-    const byte = lines[base + Math.floor(idx / perByte)]!;
-    const shift = 8 - depth * ((idx % perByte) + 1);
-    const v = (byte >> shift) & ((1 << depth) - 1);
-    return colorType === 3 ? v : Math.round((v * 255) / ((1 << depth) - 1));
-  };
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const o = (y * width + x) * 4;
-      if (colorType === 3) {
-        const i = sample(y, x);
-        out[o] = palette?.[i * 3] ?? 0;
-        out[o + 1] = palette?.[i * 3 + 1] ?? 0;
-        out[o + 2] = palette?.[i * 3 + 2] ?? 0;
-        out[o + 3] = trns && i < trns.length ? trns[i]! : 255;
-      } else if (colorType === 0 || colorType === 4) {
-        const g = sample(y, x * channels);
-        out[o] = out[o + 1] = out[o + 2] = g;
-        out[o + 3] = colorType === 4 ? sample(y, x * channels + 1) : 255;
-      } else {
-        out[o] = sample(y, x * channels);
-        out[o + 1] = sample(y, x * channels + 1);
-        out[o + 2] = sample(y, x * channels + 2);
-        out[o + 3] = colorType === 6 ? sample(y, x * channels + 3) : 255;
-      }
+  const shift = depth === 16 ? 8 : 0;
+  const key = png.transparency; // tRNS of grey or RGB: one colour, in sample units, is transparent
+  for (let p = 0; p < n; p++) {
+    const s = p * channels;
+    const o = p * 4;
+    if (channels <= 2) {
+      out[o] = out[o + 1] = out[o + 2] = data[s]! >> shift;
+      out[o + 3] = channels === 2 ? data[s + 1]! >> shift : key && data[s] === key[0] ? 0 : 255;
+    } else {
+      out[o] = data[s]! >> shift;
+      out[o + 1] = data[s + 1]! >> shift;
+      out[o + 2] = data[s + 2]! >> shift;
+      out[o + 3] = channels === 4 ? data[s + 3]! >> shift : key && data[s] === key[0] && data[s + 1] === key[1] && data[s + 2] === key[2] ? 0 : 255;
     }
   }
   return { width, height, data: out };
@@ -160,7 +125,7 @@ export function downscale(img: RgbaImage, maxSide: number): RgbaImage {
  * An adaptive palette of at most 256 colours (popularity of 5-bit-per-channel bins, each bin's
  * mean colour), and the pixels' indices into it (nearest colour, cached per bin).
  */
-function quantize(img: RgbaImage): { palette: Buffer; indices: Uint8Array } {
+function quantize(img: RgbaImage): { palette: IndexedColors; indices: Uint8Array } {
   const { width, height, data } = img;
   const n = width * height;
   const count = new Uint32Array(32768);
@@ -182,12 +147,7 @@ function quantize(img: RgbaImage): { palette: Buffer; indices: Uint8Array } {
   for (let i = 0; i < 32768; i++) if (count[i]) used.push(i);
   used.sort((x, y) => count[y]! - count[x]!);
   const chosen = used.slice(0, 256);
-  const palette = Buffer.alloc(chosen.length * 3);
-  chosen.forEach((bin, k) => {
-    palette[k * 3] = Math.round(sum[bin * 3]! / count[bin]!);
-    palette[k * 3 + 1] = Math.round(sum[bin * 3 + 1]! / count[bin]!);
-    palette[k * 3 + 2] = Math.round(sum[bin * 3 + 2]! / count[bin]!);
-  });
+  const palette = chosen.map((bin) => [0, 1, 2].map((c) => Math.round(sum[bin * 3 + c]! / count[bin]!)));
   const lut = new Int16Array(32768).fill(-1);
   chosen.forEach((bin, k) => (lut[bin] = k));
   const indices = new Uint8Array(n);
@@ -201,9 +161,10 @@ function quantize(img: RgbaImage): { palette: Buffer; indices: Uint8Array } {
       let best = 0;
       let bestD = Infinity;
       for (let j = 0; j < chosen.length; j++) {
-        const dr = palette[j * 3]! - r;
-        const dg = palette[j * 3 + 1]! - g;
-        const db = palette[j * 3 + 2]! - b;
+        const [pr, pg, pb] = palette[j]!;
+        const dr = pr! - r;
+        const dg = pg! - g;
+        const db = pb! - b;
         const d = 2 * dr * dr + 4 * dg * dg + 3 * db * db;
         if (d < bestD) {
           bestD = d;
@@ -218,46 +179,11 @@ function quantize(img: RgbaImage): { palette: Buffer; indices: Uint8Array } {
   return { palette, indices };
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32(parts: Buffer[]): number {
-  let c = 0xffffffff;
-  for (const p of parts) for (let i = 0; i < p.length; i++) c = CRC_TABLE[(c ^ p[i]!) & 255]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-function chunk(type: string, data: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const t = Buffer.from(type, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32([t, data]));
-  return Buffer.concat([len, t, data, crc]);
-}
-
 /** An 8-bit palette PNG with an adaptive palette (alpha flattened onto black). */
 export function encodePalettePng(img: RgbaImage): Buffer {
-  const { width, height } = img;
   const { palette, indices } = quantize(img);
-  const raw = Buffer.alloc(height * (width + 1));
-  for (let y = 0; y < height; y++) {
-    raw[y * (width + 1)] = 0;
-    raw.set(indices.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
-  }
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8;
-  ihdr[9] = 3;
-  return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('PLTE', palette), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
+  const png = encode({ width: img.width, height: img.height, data: indices, channels: 1, depth: 8, palette }, { zlib: { level: 9 } });
+  return Buffer.from(png.buffer, png.byteOffset, png.byteLength);
 }
 
 /** Bytes of a data URI (base64 only). */

@@ -1,96 +1,26 @@
 /**
- * Images out: PNG encoding (synchronous, deterministic bytes), colour maps, heatmaps, mask PNGs,
- * heatmap overlays and detection contours, for the report, the daemon's maps and the webviews.
- * Decoding and resizing are in images.ts.
+ * Images out: PNG encoding (synchronous, deterministic bytes: fast-png), colour maps, heatmaps,
+ * mask PNGs, heatmap overlays and detection contours, for the report, the daemon's maps and the
+ * webviews. Decoding and resizing are in images.ts.
  */
-import { zlibSync } from 'fflate';
+import { encode } from 'fast-png';
 import { resizeBilinearFloat, type RawImage } from './images.js';
 
 // ---------------------------------------------------------------------------------------------
-// PNG encoding (synchronous, deterministic bytes: zlib from fflate)
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32(bytes: Uint8Array, start: number, end: number): number {
-  let c = 0xffffffff;
-  for (let i = start; i < end; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-function chunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-  out.set(data, 8);
-  v.setUint32(8 + data.length, crc32(out, 4, 8 + data.length));
-  return out;
-}
-
-function paeth(a: number, b: number, c: number): number {
-  const p = a + b - c;
-  const pa = Math.abs(p - a);
-  const pb = Math.abs(p - b);
-  const pc = Math.abs(p - c);
-  return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
-}
+// PNG encoding (synchronous, deterministic bytes: fast-png, zlib from fflate)
 
 /**
- * Encodes 8-bit pixels as PNG. `channels`: 1 (gray), 3 (RGB) or 4 (RGBA); by default it is
- * inferred from the length. Per-row filter chosen by the minimum-sum-of-absolute-differences
- * heuristic; the output bytes depend only on the input.
+ * Encodes 8-bit pixels as PNG. `channels`: 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA); by
+ * default it is inferred from the length. The output bytes depend only on the input (fast-png
+ * writes every row unfiltered; zlib level 6).
  */
 export function encodePng(pixels: Uint8Array, width: number, height: number, channels?: 1 | 2 | 3 | 4): Buffer {
   const C = channels ?? pixels.length / (width * height);
   if (![1, 2, 3, 4].includes(C) || pixels.length !== width * height * C) {
     throw new Error(`encodePng: ${pixels.length} bytes do not make a ${width}×${height} image with 1, 2, 3 or 4 channels`);
   }
-  const rowLen = width * C;
-  const raw = new Uint8Array((rowLen + 1) * height);
-  const cand = [0, 1, 2, 3, 4].map(() => new Uint8Array(rowLen));
-  for (let y = 0; y < height; y++) {
-    const row = y * rowLen;
-    const prev = y > 0 ? row - rowLen : -1;
-    let best = 0;
-    let bestSum = Infinity;
-    for (let f = 0; f < 5; f++) {
-      const o = cand[f];
-      let sum = 0;
-      for (let i = 0; i < rowLen; i++) {
-        const x = pixels[row + i];
-        const a = i >= C ? pixels[row + i - C] : 0;
-        const b = prev >= 0 ? pixels[prev + i] : 0;
-        const c = prev >= 0 && i >= C ? pixels[prev + i - C] : 0;
-        const p = f === 0 ? 0 : f === 1 ? a : f === 2 ? b : f === 3 ? (a + b) >> 1 : paeth(a, b, c);
-        const d = (x - p) & 0xff;
-        o[i] = d;
-        sum += d < 128 ? d : 256 - d;
-      }
-      if (sum < bestSum) {
-        bestSum = sum;
-        best = f;
-      }
-    }
-    raw[y * (rowLen + 1)] = best;
-    raw.set(cand[best], y * (rowLen + 1) + 1);
-  }
-  const ihdr = new Uint8Array(13);
-  const hv = new DataView(ihdr.buffer);
-  hv.setUint32(0, width);
-  hv.setUint32(4, height);
-  ihdr[8] = 8;
-  ihdr[9] = C === 1 ? 0 : C === 2 ? 4 : C === 3 ? 2 : 6;
-  const sig = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  const parts = [sig, chunk('IHDR', ihdr), chunk('IDAT', zlibSync(raw, { level: 6 })), chunk('IEND', new Uint8Array(0))];
-  return Buffer.concat(parts);
+  const png = encode({ width, height, data: pixels, channels: C, depth: 8 }, { zlib: { level: 6 } });
+  return Buffer.from(png.buffer, png.byteOffset, png.byteLength);
 }
 
 /** `data:image/png;base64,…` for a PNG buffer. */

@@ -1,6 +1,7 @@
 // extension/png.ts against sharp: every PNG flavour decodes to the same pixels; thumbnails stay small.
 import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { encode } from 'fast-png';
 import sharp from 'sharp';
 import { decodePng, downscale, encodePalettePng, hoverImages, thumbnailDataUri } from '../../../extension/png.js';
 
@@ -26,9 +27,14 @@ describe('extension/png.ts', () => {
     ['grey 16-bit', () => sharp(noise(13, 11, 1), { raw: { width: 13, height: 11, channels: 1 } }).png().toColourspace('grey16')],
     ['palette', () => sharp(noise(33, 21, 3), { raw: { width: 33, height: 21, channels: 3 } }).png({ palette: true, colours: 16, dither: 0 })],
     ['1-bit grey', () => sharp(noise(45, 9, 1).map((v) => (v > 127 ? 255 : 0)), { raw: { width: 45, height: 9, channels: 1 } }).png({ palette: true, colours: 2, dither: 0 })],
+    ['rgba 16-bit interlaced', () => sharp(noise(13, 11, 4), { raw: { width: 13, height: 11, channels: 4 } }).toColourspace('rgb16').png({ progressive: true })],
+    ['grey+alpha 8-bit', () => encode({ width: 19, height: 7, channels: 2, depth: 8, data: noise(19, 7, 2) })],
+    ['grey 4-bit', () => encode({ width: 19, height: 7, channels: 1, depth: 4, data: noise(10, 7, 1) })],
   ] as const) {
     it(`decodes ${name} like sharp`, async () => {
-      const png = await make().toBuffer();
+      const made = make();
+      const png = made instanceof Uint8Array ? Buffer.from(made) : await made.toBuffer();
+      if (name === 'grey+alpha 8-bit' || name === 'grey 4-bit') assert.equal((await sharp(png).metadata()).channels, name === 'grey 4-bit' ? 1 : 2);
       const img = decodePng(png);
       assert.ok(img, 'decoded');
       const meta = await sharp(png).metadata();
@@ -41,6 +47,20 @@ describe('extension/png.ts', () => {
     });
   }
 
+  it('returns undefined, never throws, for what is not a whole PNG', async () => {
+    const good = await sharp(noise(37, 23, 3), { raw: { width: 37, height: 23, channels: 3 } }).png().toBuffer();
+    const flipped = Buffer.from(good);
+    for (let i = 60; i < 90; i++) flipped[i]! ^= 0x5a;
+    const huge = Buffer.from(good);
+    huge.writeUInt32BE(100_000, 16);
+    huge.writeUInt32BE(100_000, 20);
+    const jpeg = await sharp(noise(8, 8, 3), { raw: { width: 8, height: 8, channels: 3 } }).jpeg().toBuffer();
+    for (const [what, bytes] of [['empty', new Uint8Array(0)], ['a JPEG', jpeg], ['the signature alone', good.subarray(0, 8)], ['half a PNG', good.subarray(0, good.length >> 1)], ['corrupt IDAT', flipped], ['10^10 pixels', huge]] as const) {
+      assert.equal(decodePng(bytes), undefined, what);
+    }
+    assert.ok(decodePng(good), 'the intact PNG decodes');
+  });
+
   it('downscales with a box filter and writes a palette PNG sharp can read', async () => {
     const png = await sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 200, g: 40, b: 40 } } }).png().toBuffer();
     const small = downscale(decodePng(png)!, 120);
@@ -49,6 +69,7 @@ describe('extension/png.ts', () => {
     const out = encodePalettePng(small);
     const meta = await sharp(out).metadata();
     assert.equal(meta.width, 120);
+    assert.equal(meta.isPalette, true, 'an 8-bit palette PNG');
     const px = await sharp(out).raw().toBuffer();
     assert.ok(Math.abs(px[0]! - 200) <= 30 && px[1]! <= 60 && px[2]! <= 60, `colour kept: ${px[0]},${px[1]},${px[2]}`);
   });
