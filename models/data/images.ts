@@ -38,7 +38,6 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import sharp from 'sharp';
-import { zlibSync } from 'fflate';
 import { toHW, type SizeInput } from '../size.js';
 
 // ---------------------------------------------------------------------------------------------
