@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { registerWasmCopyKernels } from './ops/wasm-copy-kernels.js';
 
 export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -132,6 +133,9 @@ async function tryWebgpu(): Promise<string> {
 async function tryWasm(): Promise<string> {
   setWasmPaths(wasmDir());
   if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+  // Heap-copying Slice/SplitV/Concat (models/ops/wasm-copy-kernels.ts); UFLOW_WASM_COPY_KERNELS=0
+  // keeps the stock ones (for benchmarks comparing the two).
+  if (process.env.UFLOW_WASM_COPY_KERNELS !== '0') registerWasmCopyKernels();
   return 'CPU (WebAssembly SIMD, one thread)';
 }
 

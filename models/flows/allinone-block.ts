@@ -9,6 +9,7 @@ import { oihwToHwio, hwioToOihw } from '../layout.js';
 import type { RawTensor } from '../io/safetensors.js';
 import { TensorFileError } from '../io/safetensors.js';
 import { conv2dSame, permutationMatrix, permuteChannels, permuteChannelsMatMul, sumPerSample } from '../ops/grad-ops.js';
+import { wasmCopyKernelsActive } from '../ops/wasm-copy-kernels.js';
 import { mulberry32, randomPermutation, uniform } from './rng.js';
 import { f32, owned, readF32, values, type StateSpec, type Stateful } from './state.js';
 
@@ -180,12 +181,13 @@ export class AllInOneBlock implements Stateful {
   }
 
   /**
-   * out[..., i] = v[..., π(i)] (or the inverse). Both forms are exact; wasm gets the matrix product
-   * (3.5× faster than its GatherV2), the other backends the gather (no C² work, and no TF32 rounding
-   * on GPUs that use it for matrix products).
+   * out[..., i] = v[..., π(i)] (or the inverse). Both forms are exact. The gather everywhere (no C²
+   * work, and no TF32 rounding on GPUs that use it for matrix products), with the heap-copy GatherV2
+   * of models/ops/wasm-copy-kernels.ts on wasm; the matrix product only on wasm's stock kernels
+   * (UFLOW_WASM_COPY_KERNELS=0), where it is 3.5× faster than their GatherV2.
    */
   private permute(v: tf.Tensor4D, inverse: boolean): tf.Tensor4D {
-    if (tf.getBackend() === 'wasm') return inverse ? permuteChannelsMatMul(v, this.pmInv, this.pm) : permuteChannelsMatMul(v, this.pm, this.pmInv);
+    if (tf.getBackend() === 'wasm' && !wasmCopyKernelsActive()) return inverse ? permuteChannelsMatMul(v, this.pmInv, this.pm) : permuteChannelsMatMul(v, this.pm, this.pmInv);
     return inverse ? permuteChannels(v, this.invPerm, this.perm) : permuteChannels(v, this.perm, this.invPerm);
   }
 
