@@ -12,6 +12,8 @@ export interface AdamOptions {
   eps?: number;
   /** L2 penalty added to the gradient (PyTorch's weight_decay; U-Flow configs: 1e-5). */
   weightDecay?: number;
+  /** Update on the host (default: on wasm and cpu) or with tensor ops (default elsewhere). */
+  host?: boolean;
 }
 
 function zerosVariable(p: tf.Tensor): tf.Variable {
@@ -21,6 +23,9 @@ function zerosVariable(p: tf.Tensor): tf.Variable {
   return v;
 }
 
+/** Backends whose tensors live in host memory: there the update runs as one JS loop per parameter. */
+const HOST_BACKENDS = new Set(['wasm', 'cpu']);
+
 export class Adam {
   lr: number;
   readonly beta1: number;
@@ -29,9 +34,18 @@ export class Adam {
   readonly weightDecay: number;
   /** Steps taken (PyTorch's `step`, shared by all parameters here). */
   stepCount = 0;
+  /**
+   * Whether the update runs on the host (wasm, cpu: decided at construction): one loop per
+   * parameter over its values, moments kept as Float32Arrays, instead of about 15 small tensor
+   * kernels per parameter, whose dispatch cost dominated small flows (bench/NOTES.md). On GPU
+   * backends the update stays on the device (tensor ops, moments as variables).
+   */
+  readonly host: boolean;
   private readonly params: tf.Variable[];
   private readonly m = new Map<string, tf.Variable>();
   private readonly v = new Map<string, tf.Variable>();
+  private readonly mHost = new Map<string, Float32Array>();
+  private readonly vHost = new Map<string, Float32Array>();
 
   constructor(params: ReadonlyArray<tf.Variable | { variable: tf.Variable }>, opts: AdamOptions) {
     this.params = params.map((p) => (p instanceof tf.Variable ? p : p.variable));
@@ -39,9 +53,15 @@ export class Adam {
     [this.beta1, this.beta2] = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
+    this.host = opts.host ?? HOST_BACKENDS.has(tf.getBackend());
     for (const p of this.params) {
-      this.m.set(p.name, zerosVariable(p));
-      this.v.set(p.name, zerosVariable(p));
+      if (this.host) {
+        this.mHost.set(p.name, new Float32Array(p.size));
+        this.vHost.set(p.name, new Float32Array(p.size));
+      } else {
+        this.m.set(p.name, zerosVariable(p));
+        this.v.set(p.name, zerosVariable(p));
+      }
     }
   }
 
@@ -51,6 +71,10 @@ export class Adam {
     const t = this.stepCount;
     const stepSize = this.lr / (1 - this.beta1 ** t);
     const bc2Sqrt = Math.sqrt(1 - this.beta2 ** t);
+    if (this.host) {
+      this.applyHost(grads, stepSize, bc2Sqrt);
+      return;
+    }
     tf.tidy(() => {
       for (const p of this.params) {
         let g = grads[p.name];
@@ -68,14 +92,55 @@ export class Adam {
     });
   }
 
-  /** The first ('m') or second ('v') moment of a parameter, by its tfjs variable name (saving and restoring for resume). */
-  moment(kind: 'm' | 'v', variableName: string): tf.Variable | undefined {
-    return (kind === 'm' ? this.m : this.v).get(variableName);
+  /** The same update, element by element (each stored value rounded to float32, as the tensor path stores them). */
+  private applyHost(grads: tf.NamedTensorMap, stepSize: number, bc2Sqrt: number): void {
+    const { beta1: b1, beta2: b2, eps, weightDecay: wd } = this;
+    for (const p of this.params) {
+      const gt = grads[p.name];
+      if (!gt) continue;
+      const g = gt.dataSync() as Float32Array;
+      // dataSync's array may be the backend's own storage (cpu): write into a copy
+      const w = Float32Array.from(p.dataSync() as Float32Array);
+      const m = this.mHost.get(p.name)!;
+      const v = this.vHost.get(p.name)!;
+      for (let i = 0; i < w.length; i++) {
+        const gi = Math.fround(g[i]! + wd * w[i]!);
+        const mi = (m[i] = b1 * m[i]! + (1 - b1) * gi);
+        const vi = (v[i] = b2 * v[i]! + (1 - b2) * gi * gi);
+        w[i] = w[i]! - (mi / (Math.sqrt(vi) / bc2Sqrt + eps)) * stepSize;
+      }
+      tf.tidy(() => p.assign(tf.tensor(w, p.shape)));
+    }
+  }
+
+  /** A copy of the first ('m') or second ('v') moment of a parameter, by its tfjs variable name (saving for resume). */
+  moment(kind: 'm' | 'v', variableName: string): { shape: number[]; data: Float32Array } | undefined {
+    const host = (kind === 'm' ? this.mHost : this.vHost).get(variableName);
+    const shape = this.params.find((p) => p.name === variableName)?.shape;
+    if (host && shape) return { shape: [...shape], data: Float32Array.from(host) };
+    const t = (kind === 'm' ? this.m : this.v).get(variableName);
+    return t ? { shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) } : undefined;
+  }
+
+  /** Restores a moment (resume); false when there is no such parameter or the size differs. */
+  setMoment(kind: 'm' | 'v', variableName: string, data: Float32Array): boolean {
+    const host = (kind === 'm' ? this.mHost : this.vHost).get(variableName);
+    if (host) {
+      if (host.length !== data.length) return false;
+      host.set(data);
+      return true;
+    }
+    const t = (kind === 'm' ? this.m : this.v).get(variableName);
+    if (!t || t.size !== data.length) return false;
+    tf.tidy(() => t.assign(tf.tensor(data, t.shape)));
+    return true;
   }
 
   dispose(): void {
     for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
     this.m.clear();
     this.v.clear();
+    this.mHost.clear();
+    this.vHost.clear();
   }
 }

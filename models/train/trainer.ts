@@ -112,7 +112,7 @@ export function optimizerState(adam: Adam, params: NamedVars): TensorMap {
   for (const kind of ['m', 'v'] as const) {
     for (const { name, variable } of params) {
       const v = adam.moment(kind, variable.name);
-      if (v) tensors.set(`${kind}.${name}`, { dtype: 'F32', shape: [...v.shape], data: v.dataSync() as Float32Array });
+      if (v) tensors.set(`${kind}.${name}`, { dtype: 'F32', shape: v.shape, data: v.data });
     }
   }
   tensors.set('__step__', { dtype: 'F64', shape: [1], data: Float64Array.of(adam.stepCount) });
@@ -123,18 +123,16 @@ export function optimizerState(adam: Adam, params: NamedVars): TensorMap {
 export function restoreOptimizerState(adam: Adam, params: NamedVars, tensors: TensorMap): boolean {
   const step = Number(tensors.get('__step__')?.data[0] ?? NaN);
   if (!Number.isFinite(step)) return false;
-  const pairs: Array<[tf.Variable, Float32Array]> = [];
+  const pairs: Array<['m' | 'v', string, Float32Array]> = [];
   for (const kind of ['m', 'v'] as const) {
     for (const { name, variable } of params) {
       const v = adam.moment(kind, variable.name);
       const t = tensors.get(`${kind}.${name}`);
       if (!v || !t || t.shape.join() !== v.shape.join() || !(t.data instanceof Float32Array)) return false;
-      pairs.push([v, t.data]);
+      pairs.push([kind, variable.name, t.data]);
     }
   }
-  tf.tidy(() => {
-    for (const [v, d] of pairs) v.assign(tf.tensor(d, v.shape));
-  });
+  for (const [kind, name, d] of pairs) adam.setMoment(kind, name, d);
   adam.stepCount = step;
   return true;
 }

@@ -22,13 +22,14 @@ function randomFeatures(model: UFlowModel, batch: number, seed: number): tf.Tens
 
 const tiny = { backbone: 'test', inputSize: 32, channels: [8, 16], scaleFactors: [4, 8], flowSteps: 2, layerNorm: true, seed: 3 };
 
-test('Adam equals torch.optim.Adam (weight decay, bias correction) on a small problem', async () => {
-  for (const backend of ['wasm', 'cpu']) {
+test('Adam equals torch.optim.Adam (weight decay, bias correction) on a small problem, on the host and with tensor ops', async () => {
+  for (const [backend, host] of [['wasm', true], ['wasm', false], ['cpu', true], ['cpu', false]] as const) {
     await initEngine({ backend });
     const w = tf.variable(tf.tensor2d([[0.5, -1.0, 2.0], [0.1, 0.2, -0.3]]));
     const b = tf.variable(tf.tensor1d([0.3, -0.7]));
     const x = tf.tensor2d([[1.0, 2.0, -1.0], [0.5, -0.5, 0.25], [2.0, 0.0, 1.0]]);
-    const opt = new Adam([w, b], { lr: 0.05, weightDecay: 1e-2 });
+    const opt = new Adam([w, b], { lr: 0.05, weightDecay: 1e-2, host });
+    assert.equal(opt.host, host);
     for (let i = 0; i < 5; i++) {
       const { grads, value } = tf.variableGrads(() => {
         const y = tf.add(tf.matMul(x, w, false, true), b);
@@ -38,8 +39,8 @@ test('Adam equals torch.optim.Adam (weight decay, bias correction) on a small pr
       tf.dispose([value, ...Object.values(grads)]);
     }
     // reference numbers printed by PyTorch 1.13 (torch.optim.Adam(lr=0.05, weight_decay=1e-2), 5 steps)
-    assertClose(w.dataSync(), [0.25336524844169617, -0.7503894567489624, 1.7524151802062988, 0.3369101285934448, -0.026462040841579437, -0.07088398188352585], { rtol: 1e-5, atol: 1e-6, what: `w on ${backend}` });
-    assertClose(b.dataSync(), [0.05368528142571449, -0.4578527808189392], { rtol: 1e-5, atol: 1e-6, what: `b on ${backend}` });
+    assertClose(w.dataSync(), [0.25336524844169617, -0.7503894567489624, 1.7524151802062988, 0.3369101285934448, -0.026462040841579437, -0.07088398188352585], { rtol: 1e-5, atol: 1e-6, what: `w on ${backend}${host ? ', host' : ''}` });
+    assertClose(b.dataSync(), [0.05368528142571449, -0.4578527808189392], { rtol: 1e-5, atol: 1e-6, what: `b on ${backend}${host ? ', host' : ''}` });
     opt.dispose();
     tf.dispose([w, b, x]);
   }
