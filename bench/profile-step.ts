@@ -10,10 +10,9 @@ import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../models/engine.js';
-import { UFlowModel } from '../models/uflow-model.js';
 import { Adam } from '../models/train/adam.js';
 import { trainStep } from '../models/train/step.js';
-import { mulberry32 } from '../models/flows/rng.js';
+import { benchModelAndFeatures } from './synthetic.js';
 
 const { values } = parseArgs({
   options: {
@@ -31,13 +30,7 @@ const inputSize = Number(values.size);
 const scaleFactors = [4, 8, 16];
 
 await initEngine({ backend: values.backend });
-const model = new UFlowModel({ backbone: 'bench', inputSize, channels, scaleFactors, flowSteps: 4, layerNorm: true, seed: 0 });
-const rng = mulberry32(1);
-const feats = model.featureSizes().map(([h, w], i) => {
-  const d = new Float32Array(batch * h * w * channels[i]!);
-  for (let j = 0; j < d.length; j++) d[j] = (rng() + rng() + rng() - 1.5) * 2;
-  return tf.tensor4d(d, [batch, h, w, channels[i]!]);
-});
+const { model, feats } = benchModelAndFeatures({ inputSize, channels, scaleFactors, flowSteps: 4, batch });
 const adam = new Adam(model.trainableVariables(), { lr: 1e-3, weightDecay: 1e-5 });
 trainStep(model, feats, adam); // warm-up
 

@@ -13,10 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { availableParallelism, loadavg } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../models/engine.js';
-import { UFlowModel } from '../models/uflow-model.js';
 import { Adam } from '../models/train/adam.js';
 import { trainStep } from '../models/train/step.js';
-import { mulberry32 } from '../models/flows/rng.js';
+import { benchModelAndFeatures } from './synthetic.js';
 import { anomalyMap } from '../models/scores/anomaly-map.js';
 import { record, type Reference } from './report.js';
 import { PYTHON, TORCH_DEVICE, torchWhat } from './python.js';
@@ -58,13 +57,7 @@ interface Timing {
 
 async function benchSingle(): Promise<Timing> {
   await initEngine({ backend });
-  const model = new UFlowModel({ backbone: 'bench', inputSize, channels, scaleFactors, flowSteps, layerNorm: true, seed: 0 });
-  const rng = mulberry32(1);
-  const feats = model.featureSizes().map(([h, w], i) => {
-    const d = new Float32Array(batch * h * w * channels[i]!);
-    for (let j = 0; j < d.length; j++) d[j] = (rng() + rng() + rng() - 1.5) * 2;
-    return tf.tensor4d(d, [batch, h, w, channels[i]!]);
-  });
+  const { model, feats } = benchModelAndFeatures({ inputSize, channels, scaleFactors, flowSteps, batch });
   const adam = new Adam(model.trainableVariables(), { lr: 1e-3, weightDecay: 1e-5 });
   for (let i = 0; i < warmup; i++) trainStep(model, feats, adam);
   const times: number[] = [];
