@@ -100,7 +100,29 @@ async function benchParallel(): Promise<Timing | undefined> {
     console.log(`parallel trainer unavailable: ${(e as Error).message.split('\n')[0]}`);
     return undefined;
   }
-  return mod.benchParallelTrainStep({ inputSize, channels, scaleFactors, flowSteps, batch, steps, warmup });
+  const { model, feats } = benchModelAndFeatures({ inputSize, channels, scaleFactors, flowSteps, batch });
+  const adam = new Adam(model.trainableVariables(), { lr: 1e-3, weightDecay: 1e-5 });
+  const trainer = await mod.ParallelTrainer.create(model, { workers: 2 });
+  try {
+    for (let i = 0; i < warmup; i++) await trainer.step(feats, adam);
+    const times: number[] = [];
+    const cpu: number[] = [];
+    const losses: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const c0 = process.cpuUsage(); // process-wide: includes the workers' threads
+      const t0 = performance.now();
+      losses.push(await trainer.step(feats, adam));
+      times.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1000);
+    }
+    return { ms: median(times), times, losses, cpuMs: median(cpu) };
+  } finally {
+    await trainer.dispose();
+    adam.dispose();
+    tf.dispose(feats);
+    model.dispose();
+  }
 }
 
 function torchReference(): { ms: number; cpuMs: number; inferenceMs: number; version: string; threads: number } | string {

@@ -15,12 +15,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type { TensorMap } from '../io/safetensors.js';
-import { UFlowModel, type UFlowModelConfig } from '../uflow-model.js';
+import type { UFlowModelConfig } from '../uflow-model.js';
 import type { FastFlowModelConfig } from '../fastflow-model.js';
 import type { ModelKind } from '../model-factory.js';
 import type { LossVariant } from './loss.js';
-import { Adam } from './adam.js';
-import { mulberry32 } from '../flows/rng.js';
+import type { Adam } from './adam.js';
 
 export type WorkerRequest =
   | { type: 'init'; backend: string; kind: ModelKind; config: UFlowModelConfig | FastFlowModelConfig; state: TensorMap; names: string[] }
@@ -193,52 +192,5 @@ export class ParallelTrainer {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
-  }
-}
-
-/** The bench's parallel run: same model and features as bench/train-step.bench.ts's single-thread run. */
-export async function benchParallelTrainStep(o: {
-  inputSize: number;
-  channels: number[];
-  scaleFactors: number[];
-  flowSteps: number;
-  batch: number;
-  steps: number;
-  warmup: number;
-  workers?: number;
-}): Promise<{ ms: number; times: number[]; losses: number[]; cpuMs: number }> {
-  const model = new UFlowModel({ backbone: 'bench', inputSize: o.inputSize, channels: o.channels, scaleFactors: o.scaleFactors, flowSteps: o.flowSteps, layerNorm: true, seed: 0 });
-  const rng = mulberry32(1);
-  const feats = model.featureSizes().map(([h, w], i) => {
-    const d = new Float32Array(o.batch * h * w * o.channels[i]!);
-    for (let j = 0; j < d.length; j++) d[j] = (rng() + rng() + rng() - 1.5) * 2;
-    return tf.tensor4d(d, [o.batch, h, w, o.channels[i]!]);
-  });
-  const adam = new Adam(model.trainableVariables(), { lr: 1e-3, weightDecay: 1e-5 });
-  const trainer = await ParallelTrainer.create(model, { workers: o.workers ?? 2 });
-  try {
-    for (let i = 0; i < o.warmup; i++) await trainer.step(feats, adam);
-    const times: number[] = [];
-    const cpu: number[] = [];
-    const losses: number[] = [];
-    for (let i = 0; i < o.steps; i++) {
-      const c0 = process.cpuUsage(); // process-wide: includes the workers' threads
-      const t0 = performance.now();
-      losses.push(await trainer.step(feats, adam));
-      times.push(performance.now() - t0);
-      const c = process.cpuUsage(c0);
-      cpu.push((c.user + c.system) / 1000);
-    }
-    const median = (xs: number[]) => {
-      const s = [...xs].sort((a, b) => a - b);
-      const m = s.length >> 1;
-      return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-    };
-    return { ms: median(times), times, losses, cpuMs: median(cpu) };
-  } finally {
-    await trainer.dispose();
-    adam.dispose();
-    tf.dispose(feats);
-    model.dispose();
   }
 }
