@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { configToYaml, defaultConfig, loadConfig, MVTEC_DEFAULT, OFFICIAL_CATEGORY_DEFAULTS, writeConfig } from '../../server/config.js';
@@ -165,4 +165,18 @@ test('backbone resnet50 implies its taps and caffe input: a range is refused, an
   assert.equal(cfg.model.backbone_layers, undefined);
   assert.throws(() => loadConfig({ category: 'x', overrides: { model: { backbone: 'resnet50', backbone_input_range: [-1, 1] } } }), /model\.backbone "resnet50" takes Keras "caffe" input \(it is implied\): remove model\.backbone_input_range/);
   assert.throws(() => loadConfig({ category: 'x', overrides: { model: { backbone: 'resnet50', input_size: 24 } } }), /model\.input_size must be at least 32 a side with backbone resnet50/);
+});
+
+test('every config shipped in configs/ loads, with the model and trainer settings its file names', () => {
+  const dir = resolve(import.meta.dirname, '..', '..', 'configs');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+  assert.ok(files.length >= 7, `configs/ holds ${files.length} files`);
+  for (const f of files) {
+    const text = readFileSync(join(dir, f), 'utf8');
+    const cfg = loadConfig({ category: 'metal_plate', path: join(dir, f) });
+    const epochs = /^\s*epochs:\s*(\d+)/m.exec(text)?.[1];
+    if (epochs) assert.equal(cfg.trainer.epochs, Number(epochs), `${f}: epochs`);
+    const size = /^\s*input_size:\s*(\d+)\s*$/m.exec(text)?.[1];
+    if (size) assert.deepEqual(cfg.model.input_size, Number(size), `${f}: input_size`);
+  }
 });
