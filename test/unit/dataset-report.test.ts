@@ -13,6 +13,7 @@ import { buildDatasetReport, minImageSide } from '../../models/data/dataset-repo
 import { listSplit } from '../../models/data/dataset.js';
 import { fsErrorSentence, isErrnoError } from '../../models/io/fs-errors.js';
 import { invalidReason } from '../../server/rpc-guard.js';
+import { formatDatasetReport } from '../../server/dataset-report.js';
 
 const base = mkdtempSync(join(tmpdir(), 'uflow-report-'));
 process.on('exit', () => rmSync(base, { recursive: true, force: true }));
@@ -120,4 +121,27 @@ test('file-system errors become sentences with the path and a fix', () => {
   assert.match(fsErrorSentence(mk('ENOSPC', 'write'), '/t/ck.safetensors'), /^\/t\/ck\.safetensors: no space left on the device \(disk full\)/);
   assert.equal(isErrnoError(mk('ENOSPC', 'write')), true);
   assert.equal(isErrnoError(new Error('plain')), false);
+});
+
+test('the text lists at most 5 warnings of a kind and counts the rest; errors are all listed', async () => {
+  const c = category();
+  for (let i = 0; i < 8; i++) {
+    png(join(c, 'test', 'scratch', `00${i}.png`), 16, 16, 30 + i);
+    mask(join(c, 'ground_truth', 'scratch', `00${i}_mask.png`), 16, 16, (k) => (k % 16 < 4 ? 255 : 1 + (k % 40)));
+  }
+  for (let i = 0; i < 7; i++) writeFileSync(join(c, 'train', 'good', `notes${i}.txt`), 'x');
+  const r = await buildDatasetReport(c, { purpose: 'evaluate', inputSize: 32, train: true, test: true });
+  const text = formatDatasetReport(r.report);
+  const warnLines = text.split('\n').filter((l) => l.startsWith('  warning:'));
+  assert.equal(warnLines.filter((l) => l.includes('mask is not binary')).length, 5);
+  assert.equal(warnLines.filter((l) => l.includes('not an image')).length, 5);
+  assert.match(text, /… and 3 more warnings of this kind \(mask not binary\): all are in the run's dataset-report\.evaluate\.json/);
+  assert.match(text, /… and 2 more warnings of this kind \(not an image\)/);
+  assert.equal(r.report.issues.filter((i) => i.kind === 'mask-not-binary').length, 8, 'the report itself keeps every issue');
+  // an error (a corrupt image) is never folded away
+  writeFileSync(join(c, 'test', 'scratch', '009.png'), 'not a png at all');
+  const r2 = await buildDatasetReport(c, { purpose: 'evaluate', inputSize: 32, train: true, test: true });
+  const errs = r2.report.issues.filter((i) => i.action === 'refuse');
+  assert.ok(errs.length >= 1);
+  for (const e of errs) assert.ok(formatDatasetReport(r2.report).includes(`error: ${e.message}`));
 });
