@@ -55,22 +55,31 @@ interface Timing {
   inferenceMs?: number;
 }
 
-async function benchSingle(): Promise<Timing> {
-  await initEngine({ backend });
-  const { model, feats } = benchModelAndFeatures({ inputSize, channels, scaleFactors, flowSteps, batch });
-  const adam = new Adam(model.trainableVariables(), { lr: 1e-3, weightDecay: 1e-5 });
-  for (let i = 0; i < warmup; i++) trainStep(model, feats, adam);
+/**
+ * `warmup` untimed steps, then `steps` timed ones: wall time and process CPU time (all threads,
+ * the workers' included) per step, and the losses.
+ */
+async function timeSteps(step: () => number | Promise<number>): Promise<Timing> {
+  for (let i = 0; i < warmup; i++) await step();
   const times: number[] = [];
   const cpu: number[] = [];
   const losses: number[] = [];
   for (let i = 0; i < steps; i++) {
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    losses.push(trainStep(model, feats, adam));
+    losses.push(await step());
     times.push(performance.now() - t0);
     const c = process.cpuUsage(c0);
     cpu.push((c.user + c.system) / 1000);
   }
+  return { ms: median(times), times, losses, cpuMs: median(cpu) };
+}
+
+async function benchSingle(): Promise<Timing> {
+  await initEngine({ backend });
+  const { model, feats } = benchModelAndFeatures({ inputSize, channels, scaleFactors, flowSteps, batch });
+  const adam = new Adam(model.trainableVariables(), { lr: 1e-3, weightDecay: 1e-5 });
+  const timed = await timeSteps(() => trainStep(model, feats, adam));
   // One inference: one image's features → latents → anomaly map at the input size.
   const one = feats.map((f) => tf.slice(f, 0, 1));
   const infer = () => {
@@ -89,7 +98,7 @@ async function benchSingle(): Promise<Timing> {
   adam.dispose();
   tf.dispose(feats);
   model.dispose();
-  return { ms: median(times), times, losses, cpuMs: median(cpu), inferenceMs: median(inf) };
+  return { ...timed, inferenceMs: median(inf) };
 }
 
 async function benchParallel(): Promise<Timing | undefined> {
@@ -104,19 +113,7 @@ async function benchParallel(): Promise<Timing | undefined> {
   const adam = new Adam(model.trainableVariables(), { lr: 1e-3, weightDecay: 1e-5 });
   const trainer = await mod.ParallelTrainer.create(model, { workers: 2 });
   try {
-    for (let i = 0; i < warmup; i++) await trainer.step(feats, adam);
-    const times: number[] = [];
-    const cpu: number[] = [];
-    const losses: number[] = [];
-    for (let i = 0; i < steps; i++) {
-      const c0 = process.cpuUsage(); // process-wide: includes the workers' threads
-      const t0 = performance.now();
-      losses.push(await trainer.step(feats, adam));
-      times.push(performance.now() - t0);
-      const c = process.cpuUsage(c0);
-      cpu.push((c.user + c.system) / 1000);
-    }
-    return { ms: median(times), times, losses, cpuMs: median(cpu) };
+    return await timeSteps(() => trainer.step(feats, adam));
   } finally {
     await trainer.dispose();
     adam.dispose();

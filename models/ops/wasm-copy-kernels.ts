@@ -60,7 +60,7 @@ function copyBox(heap: Int32Array, src: number, shape: readonly number[], begin:
     last--;
   }
   if (last <= 0) {
-    copyRow(heap, dst, base, rank === 0 ? 1 : row);
+    copyRow(heap, dst, base, row);
     return;
   }
   // Iterate over the outer axes 0..last-1 (the row axis `last` is merged into `row`).
@@ -173,10 +173,13 @@ function fastGather(stock: KernelFunc): KernelFunc {
   };
 }
 
+function isOurs(cfg: tf.KernelConfig | undefined): boolean {
+  return !!cfg && !!(cfg.kernelFunc as unknown as Record<symbol, boolean>)[MARK];
+}
+
 /** Whether registerWasmCopyKernels is in effect (its gather makes a channel permutation a copy). */
 export function wasmCopyKernelsActive(): boolean {
-  const cfg = tf.getKernel('GatherV2', 'wasm');
-  return !!cfg && !!(cfg.kernelFunc as unknown as Record<symbol, boolean>)[MARK];
+  return isOurs(tf.getKernel('GatherV2', 'wasm'));
 }
 
 /**
@@ -188,7 +191,7 @@ export function registerWasmCopyKernels(): void {
   const makers: Record<string, (stock: KernelFunc) => KernelFunc> = { Slice: fastSlice, SplitV: fastSplitV, Concat: fastConcat, GatherV2: fastGather };
   for (const [name, make] of Object.entries(makers)) {
     const cfg = tf.getKernel(name, 'wasm');
-    if (!cfg || (cfg.kernelFunc as unknown as Record<symbol, boolean>)[MARK]) continue;
+    if (!cfg || isOurs(cfg)) continue;
     const func = make(cfg.kernelFunc);
     (func as unknown as Record<symbol, boolean>)[MARK] = true;
     tf.unregisterKernel(name, 'wasm');

@@ -113,6 +113,11 @@ export class Adam {
     }
   }
 
+  /** Whether this optimizer updates the variable of that tfjs name (and so holds its moments). */
+  tracks(variableName: string): boolean {
+    return this.mHost.has(variableName) || this.m.has(variableName);
+  }
+
   /** A copy of the first ('m') or second ('v') moment of a parameter, by its tfjs variable name (saving for resume). */
   moment(kind: 'm' | 'v', variableName: string): { shape: number[]; data: Float32Array } | undefined {
     const host = (kind === 'm' ? this.mHost : this.vHost).get(variableName);

@@ -126,9 +126,9 @@ export function restoreOptimizerState(adam: Adam, params: NamedVars, tensors: Te
   const pairs: Array<['m' | 'v', string, Float32Array]> = [];
   for (const kind of ['m', 'v'] as const) {
     for (const { name, variable } of params) {
-      const v = adam.moment(kind, variable.name);
+      // A moment has its parameter's shape: checked without copying the moment out
       const t = tensors.get(`${kind}.${name}`);
-      if (!v || !t || t.shape.join() !== v.shape.join() || !(t.data instanceof Float32Array)) return false;
+      if (!adam.tracks(variable.name) || !t || t.shape.join() !== variable.shape.join() || !(t.data instanceof Float32Array)) return false;
       pairs.push([kind, variable.name, t.data]);
     }
   }
