@@ -1,5 +1,6 @@
 /**
- * Slice, SplitV, Concat and a last-axis GatherV2 for the wasm backend, copying inside the wasm heap.
+ * Slice, SplitV, Concat and a last-axis GatherV2 for the wasm backend, copying inside the wasm heap;
+ * Identity and same-dtype Cast, not copying at all (fastIdentity).
  *
  * tfjs-backend-wasm 4.22 runs these three kernels in JavaScript: Slice first copies its whole input
  * out of the heap (`readSync` is `HEAPU8.slice`), then copies each innermost row with a fresh
@@ -20,6 +21,7 @@ interface WasmBackend {
   wasm: { HEAPU8: Uint8Array };
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
+  incRef(dataId: object): void;
 }
 
 /** Rows shorter than this are copied by a loop (copyWithin's call costs more than it saves). */
@@ -173,6 +175,32 @@ function fastGather(stock: KernelFunc): KernelFunc {
   };
 }
 
+/**
+ * Identity without a copy: the output shares the input's heap data (one more reference), as the cpu
+ * backend's Identity and the wasm backend's own Reshape do. Tensor data is immutable (a variable's
+ * assign replaces its data, it never writes into it), so sharing is safe; the stock kernel copied
+ * every byte, about 1.2 GB per training step at the bench's shapes (tfjs' gradient bookkeeping
+ * and customGrad call it some 800 times a step).
+ */
+function fastIdentity(stock: KernelFunc): KernelFunc {
+  return (args) => {
+    const { inputs, backend } = args as unknown as { inputs: { x: TensorInfo }; backend: WasmBackend };
+    const x = inputs.x;
+    if (x.dtype === 'string') return stock(args);
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+  };
+}
+
+/** Cast to the dtype the tensor already has (tfjs' gradients do this often): the same sharing. */
+function fastCast(stock: KernelFunc): KernelFunc {
+  const identity = fastIdentity(stock);
+  return (args) => {
+    const { inputs, attrs } = args as unknown as { inputs: { x: TensorInfo }; attrs: { dtype: tf.DataType } };
+    return attrs.dtype === inputs.x.dtype ? identity(args) : stock(args);
+  };
+}
+
 function isOurs(cfg: tf.KernelConfig | undefined): boolean {
   return !!cfg && !!(cfg.kernelFunc as unknown as Record<symbol, boolean>)[MARK];
 }
@@ -183,12 +211,12 @@ export function wasmCopyKernelsActive(): boolean {
 }
 
 /**
- * Replaces the wasm backend's Slice, SplitV, Concat and GatherV2 with the heap-copying ones above. Idempotent;
+ * Replaces the wasm backend's Slice, SplitV, Concat, GatherV2, Identity and Cast with the ones above. Idempotent;
  * a no-op where tfjs-backend-wasm is not registered. Kernels are looked up per call, so this takes
  * effect at once, before or after tf.setBackend('wasm').
  */
 export function registerWasmCopyKernels(): void {
-  const makers: Record<string, (stock: KernelFunc) => KernelFunc> = { Slice: fastSlice, SplitV: fastSplitV, Concat: fastConcat, GatherV2: fastGather };
+  const makers: Record<string, (stock: KernelFunc) => KernelFunc> = { Slice: fastSlice, SplitV: fastSplitV, Concat: fastConcat, GatherV2: fastGather, Identity: fastIdentity, Cast: fastCast };
   for (const [name, make] of Object.entries(makers)) {
     const cfg = tf.getKernel(name, 'wasm');
     if (!cfg || isOurs(cfg)) continue;

@@ -44,9 +44,9 @@ const sliceCases: Array<{ shape: number[]; begin: number[]; size: number[] }> = 
   { shape: [3, 4], begin: [1, 1], size: [0, 2] }, // empty
 ];
 
-test('wasm: initEngine replaces Slice, SplitV and Concat with the heap-copying kernels', async () => {
+test('wasm: initEngine replaces Slice, SplitV, Concat, GatherV2, Identity and Cast with ours', async () => {
   await initEngine({ backend: 'wasm' });
-  for (const name of ['Slice', 'SplitV', 'Concat']) {
+  for (const name of ['Slice', 'SplitV', 'Concat', 'GatherV2', 'Identity', 'Cast']) {
     const k = tf.getKernel(name, 'wasm');
     assert.ok(k && (k.kernelFunc as unknown as Record<symbol, boolean>)[MARK], `${name} is the stock kernel`);
   }
@@ -148,4 +148,34 @@ test('wasm GatherV2 on the last axis: a channel permutation or selection, exact;
     assert.deepEqual(Array.from(y1.dataSync()), [...naiveSlice(xs, shape, [0, 2, 0, 0], [1, 1, 4, 7]), ...naiveSlice(xs, shape, [0, 0, 0, 0], [1, 1, 4, 7]), ...naiveSlice(xs, shape, [1, 2, 0, 0], [1, 1, 4, 7]), ...naiveSlice(xs, shape, [1, 0, 0, 0], [1, 1, 4, 7])]);
   }
   assert.throws(() => tf.gather(tf.ones([2, 3]), tf.tensor1d([0, 3], 'int32'), 1), /index value 3 is not in \[0, 2\]/);
+});
+
+test('wasm Identity and same-dtype Cast share the data instead of copying it; disposal and variables stay right', async () => {
+  await initEngine({ backend: 'wasm' });
+  const buffers = () => tf.backend().numDataIds();
+  const before = buffers();
+  const x = tf.tensor(data(1000, 7, 'float32'), [10, 100]);
+  const want = Array.from(x.dataSync());
+  const c = tf.clone(x); // Identity
+  const k = tf.cast(x, 'float32');
+  assert.ok(c.dataId === x.dataId && k.dataId === x.dataId, 'the clone and the cast share the data of x');
+  assert.equal(buffers() - before, 1, 'one buffer for the three tensors');
+  x.dispose();
+  assert.deepEqual(Array.from(c.dataSync()), want, 'the clone outlives its source');
+  c.dispose();
+  assert.deepEqual(Array.from(k.dataSync()), want);
+  k.dispose();
+  assert.equal(buffers(), before, 'the shared data is freed with its last tensor');
+  // a variable assigned after a clone of it was taken: the clone keeps the old values
+  const v = tf.variable(tf.tensor1d([1, 2, 3]));
+  const snap = tf.clone(v);
+  v.assign(tf.tensor1d([7, 8, 9]));
+  assert.deepEqual(Array.from(snap.dataSync()), [1, 2, 3]);
+  assert.deepEqual(Array.from(v.dataSync()), [7, 8, 9]);
+  // a real conversion still converts
+  const b = tf.cast(tf.tensor1d([0.6, -1.7, 0]), 'int32');
+  assert.equal(b.dtype, 'int32');
+  assert.deepEqual(Array.from(b.dataSync()), [0, -1, 0]);
+  assert.deepEqual(Array.from(tf.cast(tf.tensor1d([true, false], 'bool'), 'float32').dataSync()), [1, 0]);
+  tf.dispose([snap, v, b]);
 });
