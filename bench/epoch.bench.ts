@@ -27,7 +27,7 @@ import { runTraining } from '../models/train/trainer.js';
 import type { FeatureSet } from '../models/train/feature-cache.js';
 import { ParallelTrainer } from '../models/train/parallel.js';
 import { record } from './report.js';
-import { PYTHON, TORCH_DEVICE, torchWhat } from './python.js';
+import { PYTHON, TORCH_DEVICE, pooledReference, torchWhat } from './python.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -90,7 +90,7 @@ async function benchTfjs(nWorkers: number): Promise<{ seconds: number; cpuSecond
   return { seconds: median(times), cpuSeconds: median(cpu), losses };
 }
 
-function reference(): { seconds: number; cpuSeconds: number; version: string; threads: number } | string {
+function reference(): { times: number[]; cpu: number[]; version: string; threads: number } | string {
   const py = PYTHON;
   const probe = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) return `reference unavailable (${py} cannot import torch)`;
@@ -98,11 +98,13 @@ function reference(): { seconds: number; cpuSeconds: number; version: string; th
   const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', sizes.join(','), '--flow-steps', String(flowSteps), '--images', String(images), '--batch', String(batch), '--epochs', String(epochs), '--warmup', String(warmup), '--threads', '2', '--device', TORCH_DEVICE], { encoding: 'utf8' });
   if (r.status !== 0) return `reference unavailable (epoch.py failed: ${r.stderr.trim().split('\n').pop()})`;
   const o = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  return { seconds: o.seconds_per_epoch, cpuSeconds: o.cpu_seconds_per_epoch, version: o.torch, threads: o.threads };
+  return { times: o.times, cpu: o.cpu_times, version: o.torch, threads: o.threads };
 }
 
 console.log(`U-Flow epoch on cached features: ${images} images, batch ${batch}, features ${channels.map((c, i) => `${c}@${sizes[i]}²`).join(', ')}, ${flowSteps} flow steps, LayerNorm; median of ${epochs} epochs after ${warmup} warm-up`);
 console.log(`load average before: ${loadavg()[0]!.toFixed(1)} on ${availableParallelism()} cores (wall times grow when other processes share the cores; CPU times do not)`);
+// The reference runs before and after ours (pooledReference: the machine's state on both sides).
+const refBefore = reference();
 const mine = await benchTfjs(1);
 console.log(`tfjs ${backend}, one thread: ${mine.seconds.toFixed(2)} s/epoch wall (${(images / mine.seconds).toFixed(1)} images/s), ${mine.cpuSeconds.toFixed(2)} s CPU/epoch  loss ${mine.losses[0]!.toFixed(0)} → ${mine.losses.at(-1)!.toFixed(0)}`);
 let par: Awaited<ReturnType<typeof benchTfjs>> | undefined;
@@ -110,10 +112,11 @@ if (workers > 1) {
   par = await benchTfjs(workers);
   console.log(`tfjs ${backend}, ${workers} worker threads: ${par.seconds.toFixed(2)} s/epoch wall (${(images / par.seconds).toFixed(1)} images/s), ${par.cpuSeconds.toFixed(2)} s CPU/epoch (all threads)  loss ${par.losses[0]!.toFixed(0)} → ${par.losses.at(-1)!.toFixed(0)}`);
 }
-const ref = reference();
+const pooled = pooledReference([refBefore, reference()]);
+const ref = typeof pooled === 'string' ? pooled : { ...pooled, seconds: pooled.wall, cpuSeconds: pooled.cpuMedian };
 if (typeof ref === 'string') console.log(ref);
 else {
-  console.log(`${torchWhat(ref.version, ref.threads)}: ${ref.seconds.toFixed(2)} s/epoch wall (${(images / ref.seconds).toFixed(1)} images/s), ${ref.cpuSeconds.toFixed(2)} s CPU/epoch`);
+  console.log(`${torchWhat(ref.version, ref.threads)}: ${ref.seconds.toFixed(2)} s/epoch wall (${(images / ref.seconds).toFixed(1)} images/s; median of its runs before and after ours: ${ref.runMedians.map((m) => m.toFixed(2)).join(' / ')} s), ${ref.cpuSeconds.toFixed(2)} s CPU/epoch`);
   console.log(`ratio tfjs one thread / PyTorch: ${(mine.seconds / ref.seconds).toFixed(2)}× wall, ${(mine.cpuSeconds / ref.cpuSeconds).toFixed(2)}× CPU time`);
   if (par) console.log(`ratio tfjs ${workers} workers / PyTorch: ${(par.seconds / ref.seconds).toFixed(2)}× wall`);
 }
@@ -121,6 +124,6 @@ else {
 // Figures for bench/results.json (npm run bench): the epoch target is judged on what training runs
 // (the worker threads where there are ≥ 2 cores).
 const shapes = `${images} images, batch ${batch}, features ${channels.map((c, i) => `${c}@${sizes[i]}²`).join(', ')}, ${flowSteps} flow steps`;
-const epochRef = typeof ref === 'string' ? null : { value: ref.seconds, unit: 's', what: torchWhat(ref.version, ref.threads) };
+const epochRef = typeof ref === 'string' ? null : { value: ref.seconds, unit: 's', what: `${torchWhat(ref.version, ref.threads)}, run before and after ours (${ref.runMedians.map((m) => m.toFixed(2)).join(' / ')} s)` };
 record({ name: `U-Flow epoch on cached features (${shapes}), one thread`, ours: { value: mine.seconds, unit: 's' }, reference: epochRef, target: par ? undefined : 'epoch', backend: `tfjs ${backend}`, note: `${(images / mine.seconds).toFixed(1)} images/s; CPU ${mine.cpuSeconds.toFixed(2)} s/epoch` });
 if (par) record({ name: `U-Flow epoch on cached features (${shapes}), ${workers} worker threads`, ours: { value: par.seconds, unit: 's' }, reference: epochRef, target: 'epoch', backend: `tfjs ${backend}`, note: `${(images / par.seconds).toFixed(1)} images/s; CPU ${par.cpuSeconds.toFixed(2)} s/epoch (all threads)` });

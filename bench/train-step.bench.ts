@@ -18,7 +18,7 @@ import { trainStep } from '../models/train/step.js';
 import { benchModelAndFeatures } from './synthetic.js';
 import { anomalyMap } from '../models/scores/anomaly-map.js';
 import { record, type Reference } from './report.js';
-import { PYTHON, TORCH_DEVICE, torchWhat } from './python.js';
+import { PYTHON, TORCH_DEVICE, pooledReference, torchWhat } from './python.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number): number => {
@@ -122,7 +122,7 @@ async function benchParallel(): Promise<Timing | undefined> {
   }
 }
 
-function torchReference(): { ms: number; cpuMs: number; inferenceMs: number; version: string; threads: number } | string {
+function torchReference(): { times: number[]; cpu: number[]; inferenceMs: number; version: string; threads: number } | string {
   const py = PYTHON;
   const probe = spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) return `PyTorch reference unavailable (${py} -c 'import torch' failed${probe.stderr ? `: ${probe.stderr.trim().split('\n').pop()}` : ''})`;
@@ -130,13 +130,15 @@ function torchReference(): { ms: number; cpuMs: number; inferenceMs: number; ver
   const r = spawnSync(py, [script, '--channels', channels.join(','), '--sizes', scaleFactors.map((f) => inputSize / f).join(','), '--flow-steps', String(flowSteps), '--batch', String(batch), '--layer-norm', '1', '--warmup', String(warmup), '--steps', String(steps), '--threads', '2', '--input-size', String(inputSize), '--device', TORCH_DEVICE], { encoding: 'utf8' });
   if (r.status !== 0) return `PyTorch reference unavailable (the reference script failed: ${r.stderr.trim().split('\n').pop()})`;
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  return { ms: out.ms_per_step, cpuMs: out.cpu_ms_per_step, inferenceMs: out.ms_per_inference, version: out.torch, threads: out.threads };
+  return { times: out.times_ms, cpu: out.cpu_ms ?? [out.cpu_ms_per_step], inferenceMs: out.ms_per_inference, version: out.torch, threads: out.threads };
 }
 
 const shape = `features ${channels.map((c, i) => `${c}@${inputSize / scaleFactors[i]!}²`).join(', ')}, ${flowSteps} flow steps, LayerNorm, batch ${batch}`;
 console.log(`U-Flow training step (${shape}); median of ${steps} after ${warmup} warm-up`);
 const load = () => loadavg()[0]!.toFixed(1);
 console.log(`load average before: ${load()} on ${availableParallelism()} cores (wall times are inflated when other processes share the cores; CPU times are not)`);
+// The reference runs before and after ours (pooledReference: the machine's state on both sides).
+const refBefore = torchReference();
 const single = await benchSingle();
 console.log(`tfjs ${backend} one inference (1 image → anomaly map ${inputSize}²): ${single.inferenceMs!.toFixed(1)} ms`);
 console.log(`tfjs ${backend} (one thread): ${single.ms.toFixed(0)} ms/step wall, ${single.cpuMs!.toFixed(0)} ms CPU  [${single.times.map((t) => t.toFixed(0)).join(', ')}]  loss ${single.losses[0]!.toFixed(1)} → ${single.losses.at(-1)!.toFixed(1)}`);
@@ -148,10 +150,11 @@ if (parallel) {
     console.log(`  speed-up over one thread: ×${(single.ms / par.ms).toFixed(2)} wall; on two idle cores about ×${((2 * single.cpuMs!) / par.cpuMs!).toFixed(2)} (2 × single CPU / parallel CPU)`);
   }
 }
-const ref = torchReference();
+const pooled = pooledReference([refBefore, torchReference()]);
+const ref = typeof pooled === 'string' ? pooled : { ...pooled, ms: pooled.wall, cpuMs: pooled.cpuMedian };
 if (typeof ref === 'string') console.log(ref);
 else {
-  console.log(`${torchWhat(ref.version, ref.threads)}: ${ref.ms.toFixed(0)} ms/step wall, ${ref.cpuMs.toFixed(0)} ms CPU (all threads)`);
+  console.log(`${torchWhat(ref.version, ref.threads)}: ${ref.ms.toFixed(0)} ms/step wall (median of its runs before and after ours: ${ref.runMedians.map((m) => m.toFixed(0)).join(' / ')} ms), ${ref.cpuMs.toFixed(0)} ms CPU (all threads)`);
   console.log(`ratio tfjs ${backend} / PyTorch: ${(single.ms / ref.ms).toFixed(2)}× wall, ${(single.cpuMs! / ref.cpuMs).toFixed(2)}× CPU time`);
   if (par) console.log(`ratio tfjs 2 workers / PyTorch: ${(par.ms / ref.ms).toFixed(2)}× wall`);
   console.log(`inference: PyTorch ${ref.inferenceMs.toFixed(1)} ms, ratio tfjs ${backend} / PyTorch ${(single.inferenceMs! / ref.inferenceMs).toFixed(2)}×`);
@@ -160,7 +163,7 @@ console.log(`load average after: ${load()}`);
 
 // Figures for bench/results.json (npm run bench). The step target is judged on what training runs
 // (two workers on ≥ 2 cores), the one-thread step is recorded beside it.
-const refOf = (value: number, unit: string): Reference | null => (typeof ref === 'string' ? null : { value, unit, what: torchWhat(ref.version, ref.threads) });
+const refOf = (value: number, unit: string): Reference | null => (typeof ref === 'string' ? null : { value, unit, what: `${torchWhat(ref.version, ref.threads)}, run before and after ours (${ref.runMedians.map((m) => m.toFixed(0)).join(' / ')} ms/step)` });
 const tfName = `tfjs ${backend}`;
 record({ name: `U-Flow training step (${shape}), one thread`, ours: { value: single.ms, unit: 'ms' }, reference: typeof ref === 'string' ? null : refOf(ref.ms, 'ms'), target: par ? undefined : 'train-step', backend: tfName, note: `CPU ${single.cpuMs!.toFixed(0)} ms/step` });
 if (par) record({ name: `U-Flow training step (${shape}), 2 workers × half batch`, ours: { value: par.ms, unit: 'ms' }, reference: typeof ref === 'string' ? null : refOf(ref.ms, 'ms'), target: 'train-step', backend: tfName, note: `CPU ${par.cpuMs!.toFixed(0)} ms/step (all threads)` });

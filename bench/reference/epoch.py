@@ -63,7 +63,7 @@ def main():
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     s = statistics.median(times)
-    print(json.dumps({"torch": torch.__version__, "device": args.device, "threads": torch.get_num_threads(), "seconds_per_epoch": s, "cpu_seconds_per_epoch": statistics.median(cpu), "images_per_second": args.images / s, "losses": losses}))
+    print(json.dumps({"torch": torch.__version__, "device": args.device, "threads": torch.get_num_threads(), "seconds_per_epoch": s, "cpu_seconds_per_epoch": statistics.median(cpu), "images_per_second": args.images / s, "times": times, "cpu_times": cpu, "losses": losses}))
 
 
 if __name__ == "__main__":

@@ -227,6 +227,7 @@ def main():
                 "ms_per_step": statistics.median(times),
                 "cpu_ms_per_step": statistics.median(cpu),
                 "times_ms": times,
+                "cpu_ms": cpu,
                 "losses": losses,
                 "torch": torch.__version__,
                 "device": args.device,
