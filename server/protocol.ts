@@ -268,14 +268,23 @@ export interface FalseAlarms {
   folds?: number;
 }
 
+/** The best threshold in hindsight (labels used) and its mIoU. */
+export interface OracleMiou {
+  miou: number;
+  /** On −log10 NFA. */
+  threshold: number;
+  /** Nothing is detected at that threshold: no threshold beats detecting nothing (absent in evaluations before 2026-12-06). */
+  detectsNothing?: boolean;
+}
+
 export interface ThresholdEvaluation {
   variant: NfaVariant;
   calibration: CalibrationSummary;
   /** On −log10 NFA: 0 ⇔ log NFA < 0. */
   automatic: number;
   falseAlarms: { testGood: FalseAlarms; holdout?: FalseAlarms };
-  miou: { automatic: number | null; oracle: { miou: number; threshold: number } | null };
-  perDefect: Record<string, { automatic: number; oracle: { miou: number; threshold: number } }>;
+  miou: { automatic: number | null; oracle: OracleMiou | null };
+  perDefect: Record<string, { automatic: number; oracle: OracleMiou }>;
   curve: { thresholds: number[]; miou: number[]; falseAlarms: number[]; goodPixelFraction: number[] };
 }
 

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteFile } from '../models/io/atomic.js';
-import type { Evaluation, FalseAlarms, MetricSet, RunInfo } from './protocol.js';
+import type { Evaluation, FalseAlarms, MetricSet, OracleMiou, RunInfo } from './protocol.js';
 import { formatSize } from '../models/size.js';
 
 function f(v: number | null | undefined, digits = 4): string {
@@ -35,6 +35,15 @@ function alarmsText(a: FalseAlarms | undefined, what: string): string {
   return `${what}: ${a.meanRegions.toFixed(2)} per image on ${a.images}${worst}, ${pct(a.pixelFraction)} of pixels${folds}`;
 }
 
+/** Where the oracle is: its threshold, or that detecting nothing is best. */
+export function oracleWhere(o: OracleMiou): string {
+  return o.detectsNothing ? '(detecting nothing is best)' : `at −log NFA > ${o.threshold}`;
+}
+
+/** What a user can do when no threshold beats detecting nothing. */
+export const NOTHING_BEST =
+  '  no threshold beats detecting nothing: this model\'s maps do not separate the defects from normal texture well enough (see pixel AUROC and AUPRO). The threshold cannot fix that; stronger features can (a GPU backbone, or resnet50 / resnet18), or training longer.';
+
 /** The threshold section: what decided "defect", and how often it is wrong on normal images. */
 export function thresholdLines(ev: Evaluation): string[] {
   const t = ev.threshold;
@@ -43,10 +52,11 @@ export function thresholdLines(ev: Evaluation): string[] {
   const lines = [
     `threshold: log NFA < 0 with the ${t.variant === 'calibrated' ? 'calibrated' : `paper’s ${t.variant}`} NFA — ${t.calibration.description}`,
     `false alarms (regions per good image) — ${alarmsText(t.falseAlarms.testGood, 'test good')}; ${alarmsText(t.falseAlarms.holdout, 'held-out')}`,
-    `mIoU at log NFA = 0: ${f(t.miou.automatic)}; oracle (best threshold, labels used): ${o ? `${f(o.miou)} at −log NFA > ${o.threshold}` : '-'}${o && t.miou.automatic !== null && o.miou > 0 ? ` (automatic/oracle ${(t.miou.automatic / o.miou).toFixed(2)})` : ''}`,
+    `mIoU at log NFA = 0: ${f(t.miou.automatic)}; oracle (best threshold, labels used): ${o ? `${f(o.miou)} ${oracleWhere(o)}` : '-'}${o && t.miou.automatic !== null && o.miou > 0 ? ` (automatic/oracle ${(t.miou.automatic / o.miou).toFixed(2)})` : ''}`,
   ];
+  if (o?.detectsNothing) lines.push(NOTHING_BEST);
   const per = Object.entries(t.perDefect).sort(([a], [b]) => a.localeCompare(b));
-  if (per.length > 1) lines.push('  per defect (automatic / oracle): ' + per.map(([d, v]) => `${d} ${f(v.automatic, 3)} / ${f(v.oracle.miou, 3)}`).join(', '));
+  if (per.length > 1) lines.push('  per defect (automatic / oracle): ' + per.map(([d, v]) => `${d} ${f(v.automatic, 3)} / ${f(v.oracle.miou, 3)}${v.oracle.detectsNothing ? ' (nothing)' : ''}`).join(', '));
   return lines;
 }
 

@@ -255,7 +255,7 @@ function renderEvidence(): void {
   const o = t.miou.oracle;
   evidenceEl.textContent =
     `at this threshold: ${fa === undefined ? '–' : fa.toFixed(2)} false alarms per good image, ${pix === undefined ? '–' : (100 * pix).toFixed(2)} % of good pixels flagged, mIoU ${miou === undefined ? '–' : miou.toFixed(3)}` +
-    (o ? ` · oracle mIoU ${o.miou.toFixed(3)} at log NFA < ${(-o.threshold).toFixed(0)}` : '') +
+    (o ? ` · oracle mIoU ${o.miou.toFixed(3)} ${o.detectsNothing ? '(detecting nothing is best: no threshold separates these defects with this model)' : `at log NFA < ${(-o.threshold).toFixed(0)}`}` : '') +
     (t.falseAlarms.holdout ? ` · held-out normal images: ${t.falseAlarms.holdout.meanRegions.toFixed(2)} false alarms each at the automatic threshold` : '');
 }
 

@@ -22,6 +22,12 @@ export interface DetectedRegion {
 export interface OracleMiou {
   miou: number;
   threshold: number;
+  /**
+   * No pixel of any image is detected at the oracle's threshold: "detect nothing" is the best this
+   * model's maps allow (its mIoU is then the good images' share). Said so where the oracle is shown,
+   * since "best at −log NFA > −400" would read as a threshold worth trying.
+   */
+  detectsNothing: boolean;
 }
 
 export interface ThresholdSummary {
@@ -106,13 +112,13 @@ export function thresholdSummary(items: readonly EvalItem[], masks: readonly Uin
   const ka = thresholds.indexOf(automatic);
   const mean = (idx: number[], k: number) => idx.reduce((a, i) => a + curves[i]!.iou[k]!, 0) / idx.length;
   const oracleOf = (idx: number[]): OracleMiou => {
-    let best = { miou: -Infinity, threshold: automatic };
+    let best = { miou: -Infinity, threshold: automatic, k: ka };
     for (let k = 0; k < thresholds.length; k++) {
       if (!ORACLE_THRESHOLDS.includes(thresholds[k]!) && thresholds[k] !== automatic) continue;
       const v = Math.fround(mean(idx, k));
-      if (v > best.miou) best = { miou: v, threshold: thresholds[k]! };
+      if (v > best.miou) best = { miou: v, threshold: thresholds[k]!, k };
     }
-    return best;
+    return { miou: best.miou, threshold: best.threshold, detectsNothing: idx.every((i) => curves[i]!.detected[best.k] === 0) };
   };
   const all = items.map((_, i) => i);
   const good = all.filter((i) => items[i]!.label === 0);
