@@ -8,9 +8,11 @@
  *   a notification or a response     → nothing
  * After each message a ping request (an unknown method: -32601) marks the end of what the message
  * caused. The workspace holds a tiny trained run, so mutated predict / evaluate requests load and
- * run a real model. At the end the daemon must still be the same process (0 restarts), answer
- * uflow/status, and hold as many tensors as after one warm-up prediction (tf.memory().numTensors
- * through uflow/status; the model cache keeps that model loaded).
+ * run a real model; uflow/estimate and uflow/export are among the methods. A mutated uflow/train can
+ * be a valid one (a real training); jobs still running or queued at the end are cancelled. Then
+ * the daemon must still be the same process (0 restarts), answer uflow/status, and hold as many
+ * tensors as after one warm-up prediction (tf.memory().numTensors through uflow/status; the model
+ * cache keeps that model loaded).
  *
  * UFLOW_FUZZ_COUNT (default 3000), UFLOW_FUZZ_SEED (default 1), UFLOW_FUZZ_SECONDS (default 60).
  * The figures are printed and written to $TMPDIR/uflow-fuzz-figures.json.
@@ -138,7 +140,7 @@ test('fuzz: thousands of random and mutated messages are answered or ignored by 
     const before = (byId('status-0')[0] as { result: { memory: { tensors: number }; pid: number } }).result;
     assert.ok(before.memory.tensors > 0, 'the warm-up model holds tfjs tensors, so that the leak check below counts something');
 
-    const methods = ['uflow/status', 'uflow/runs', 'uflow/inspectDataset', 'uflow/train', 'uflow/evaluate', 'uflow/predict', 'uflow/cancel', '$/cancelRequest', 'window/workDoneProgress/cancel', 'workspace/didChangeWorkspaceFolders', 'initialized', 'no/such', '$/setTrace'];
+    const methods = ['uflow/status', 'uflow/runs', 'uflow/inspectDataset', 'uflow/train', 'uflow/estimate', 'uflow/evaluate', 'uflow/predict', 'uflow/export', 'uflow/cancel', '$/cancelRequest', 'window/workDoneProgress/cancel', 'workspace/didChangeWorkspaceFolders', 'initialized', 'no/such', '$/setTrace'];
     const seeds: Array<Record<string, Json>> = [
       { jsonrpc: '2.0', id: 1, method: 'uflow/status' },
       { jsonrpc: '2.0', id: 1, method: 'uflow/runs', params: { workspace: ws } },
@@ -146,7 +148,10 @@ test('fuzz: thousands of random and mutated messages are answered or ignored by 
       { jsonrpc: '2.0', id: 1, method: 'uflow/inspectDataset', params: { path: '/etc' } },
       { jsonrpc: '2.0', id: 1, method: 'uflow/train', params: { datasetPath: '/etc', model: 'uflow' } },
       { jsonrpc: '2.0', id: 1, method: 'uflow/train', params: { datasetPath: join(ws, 'data'), model: 'uflow', config: { model: { backbone: 'tfjs:/etc' } } } },
+      { jsonrpc: '2.0', id: 1, method: 'uflow/estimate', params: { datasetPath: '/etc', model: 'uflow' } },
+      { jsonrpc: '2.0', id: 1, method: 'uflow/estimate', params: { datasetPath: join(ws, 'nope'), model: 'fastflow', config: { trainer: { epochs: -3 } } } },
       { jsonrpc: '2.0', id: 1, method: 'uflow/evaluate', params: { runId: 'no-such-run' } },
+      { jsonrpc: '2.0', id: 1, method: 'uflow/export', params: { runId: 'no-such-run' } },
       { jsonrpc: '2.0', id: 1, method: 'uflow/predict', params: { imagePath: join(ws, 'nope.png') } },
       { jsonrpc: '2.0', id: 1, method: 'uflow/predict', params: { imagePath: image, runId } },
       { jsonrpc: '2.0', id: 1, method: 'uflow/predict', params: { imagePath: image, runId, includeRaw: true } },
@@ -234,21 +239,33 @@ test('fuzz: thousands of random and mutated messages are answered or ignored by 
       if (typeof o.id === 'string' && o.id.startsWith('ping-')) continue;
       assert.ok(known.has(o.id), `a response to an id never sent: ${JSON.stringify(m).slice(0, 200)}`);
     }
-    // Let any job the fuzz queued end, then compare tensors.
-    let after: { memory: { tensors: number }; pid: number; jobs: Array<{ state: string }> } | undefined;
-    for (let k = 1; k < 100; k++) {
+    // End every job the fuzz started (a mutated uflow/train can be a valid one, a real training of
+    // many epochs): cancel what still runs or waits, wait until nothing does, then compare tensors.
+    let after: { memory: { tensors: number }; pid: number; jobs: Array<{ jobId: string; state: string }> } | undefined;
+    const cancelled = new Set<string>();
+    const ended = Date.now() + 120_000;
+    for (let k = 1; ; k++) {
       const sid = `status-${k}`;
       known.add(sid);
       c.send({ jsonrpc: '2.0', id: sid, method: 'uflow/status' });
       await c.until(() => byId(sid).length === 1, 30_000, 'status after the fuzz');
       after = (byId(sid)[0] as { result: typeof after }).result;
-      if (!after!.jobs.some((j) => j.state === 'running' || j.state === 'queued')) break;
-      await new Promise((res) => setTimeout(res, 100));
+      const live = after!.jobs.filter((j) => j.state === 'running' || j.state === 'queued');
+      if (!live.length) break;
+      assert.ok(Date.now() < ended, `jobs still running 2 min after they were cancelled: ${JSON.stringify(live)}`);
+      for (const j of live) {
+        if (cancelled.has(j.jobId)) continue;
+        cancelled.add(j.jobId);
+        const cid = `status-cancel-${j.jobId}`;
+        known.add(cid);
+        c.send({ jsonrpc: '2.0', id: cid, method: 'uflow/cancel', params: { jobId: j.jobId } });
+      }
+      await new Promise((res) => setTimeout(res, 200));
     }
     assert.equal(exited, false, 'the daemon is still running');
     assert.equal(after!.pid, before.pid, 'the same daemon process answers: 0 restarts');
     assert.equal(after!.memory.tensors, before.memory.tensors, `tensors before ${before.memory.tensors}, after ${after!.memory.tensors}`);
-    const figures = { seed, ...stats, daemonRestarts: 0, tensorsBefore: before.memory.tensors, tensorsAfter: after!.memory.tensors, seconds: (Date.now() - t0) / 1000 };
+    const figures = { seed, ...stats, jobsCancelledAtTheEnd: cancelled.size, daemonRestarts: 0, tensorsBefore: before.memory.tensors, tensorsAfter: after!.memory.tensors, seconds: (Date.now() - t0) / 1000 };
     console.log(`fuzz figures: ${JSON.stringify(figures)}`);
     writeFileSync(join(tmpdir(), 'uflow-fuzz-figures.json'), JSON.stringify(figures, null, 2) + '\n');
     assert.ok(stats.sent >= Math.min(count, 1000), `sent ${stats.sent} messages in ${seconds} s`);
