@@ -28,6 +28,7 @@ import type { FeatureSet } from '../models/train/feature-cache.js';
 import { ParallelTrainer } from '../models/train/parallel.js';
 import { record } from './report.js';
 import { PYTHON, TORCH_DEVICE, pooledReference, torchWhat } from './python.js';
+import { median } from './stats.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -46,12 +47,6 @@ const backend = arg('backend', process.env.UFLOW_BACKEND ?? 'wasm');
 const workers = Number(arg('workers', String((backend === 'wasm' || backend === 'cpu') && availableParallelism() >= 2 ? 2 : 1)));
 const scaleFactors = [4, 8, 16].slice(0, channels.length);
 const sizes = scaleFactors.map((f) => inputSize / f);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function benchTfjs(nWorkers: number): Promise<{ seconds: number; cpuSeconds: number; losses: number[] }> {
   await initEngine({ backend });

@@ -19,6 +19,7 @@ import { Adam } from '../models/train/adam.js';
 import { trainStep } from '../models/train/step.js';
 import { mulberry32 } from '../models/flows/rng.js';
 import { record } from './report.js';
+import { median } from './stats.js';
 
 const args = process.argv.slice(2);
 const str = (name: string, dflt: string): string => {
@@ -39,12 +40,6 @@ const FEATURE_SETS: Record<string, ExtractorInfo> = {
   mobilenet: { name: 'mobilenet_v2_035 (8@64², 16@32², 32@16²)', inputSize: [256, 256], featureSizes: [[64, 64], [32, 32], [16, 16]], channels: [8, 16, 32], scaleFactors: [4, 8, 16], layerNormLevels: true },
   resnet18: { name: 'resnet18 (64@64², 128@32², 256@16²)', inputSize: [256, 256], featureSizes: [[64, 64], [32, 32], [16, 16]], channels: [64, 128, 256], scaleFactors: [4, 8, 16], layerNormLevels: true },
 };
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function randomFeatures(model: AnomalyModel, info: ExtractorInfo, seed: number): tf.Tensor4D[] {
   const rng = mulberry32(seed);

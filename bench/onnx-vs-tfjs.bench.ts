@@ -29,6 +29,7 @@ import { evaluationSize, formatSize, parseSize, toHW } from '../models/size.js';
 import { record, type Reference } from './report.js';
 import { PYTHON, TORCH_DEVICE, torchWhat } from './python.js';
 import { resnet18StateDict } from '../test/helpers/resnet-weights.js';
+import { median } from './stats.js';
 
 const args = process.argv.slice(2);
 const str = (name: string, dflt: string): string => {
@@ -38,12 +39,6 @@ const str = (name: string, dflt: string): string => {
 const num = (name: string, dflt: number): number => Number(str(name, String(dflt)));
 const steps = num('steps', 10);
 const warmup = num('warmup', 2);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function timed(fn: () => Promise<void>): Promise<number> {
   for (let i = 0; i < warmup; i++) await fn();

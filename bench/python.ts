@@ -3,6 +3,8 @@
  * UFLOW_BENCH_PYTHON (bench:gpu points it at the lent machine's python3 with CUDA PyTorch), and the
  * device PyTorch runs on: UFLOW_BENCH_TORCH_DEVICE (cpu unless set; cuda for bench:gpu).
  */
+import { median } from './stats.js';
+
 export const PYTHON = process.env.UFLOW_BENCH_PYTHON ?? '/usr/bin/python3';
 export const TORCH_DEVICE = process.env.UFLOW_BENCH_TORCH_DEVICE ?? 'cpu';
 
@@ -27,10 +29,5 @@ export interface ReferenceRun {
 export function pooledReference<T extends ReferenceRun>(runs: Array<T | string>): (T & { wall: number; cpuMedian: number; runMedians: number[] }) | string {
   const ok = runs.filter((r): r is T => typeof r !== 'string');
   if (!ok.length) return runs.find((r): r is string => typeof r === 'string') ?? 'reference unavailable';
-  const med = (xs: number[]): number => {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = s.length >> 1;
-    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-  };
-  return { ...ok[0]!, wall: med(ok.flatMap((r) => r.times)), cpuMedian: med(ok.flatMap((r) => r.cpu)), runMedians: ok.map((r) => med(r.times)) };
+  return { ...ok[0]!, wall: median(ok.flatMap((r) => r.times)), cpuMedian: median(ok.flatMap((r) => r.cpu)), runMedians: ok.map((r) => median(r.times)) };
 }

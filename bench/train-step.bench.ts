@@ -19,6 +19,7 @@ import { benchModelAndFeatures } from './synthetic.js';
 import { anomalyMap } from '../models/scores/anomaly-map.js';
 import { record, type Reference } from './report.js';
 import { PYTHON, TORCH_DEVICE, pooledReference, torchWhat } from './python.js';
+import { median } from './stats.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number): number => {
@@ -38,12 +39,6 @@ const channels = [64, 128, 256];
 const scaleFactors = [4, 8, 16];
 const inputSize = 256;
 const flowSteps = 4;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 interface Timing {
   ms: number;
