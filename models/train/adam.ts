@@ -99,15 +99,16 @@ export class Adam {
       const gt = grads[p.name];
       if (!gt) continue;
       const g = gt.dataSync() as Float32Array;
-      // dataSync's array may be the backend's own storage (cpu): write into a copy
-      const w = Float32Array.from(p.dataSync() as Float32Array);
+      // dataSync's array may be the backend's own storage (cpu): read it, write a new array
+      const w0 = p.dataSync() as Float32Array;
+      const w = new Float32Array(w0.length);
       const m = this.mHost.get(p.name)!;
       const v = this.vHost.get(p.name)!;
       for (let i = 0; i < w.length; i++) {
-        const gi = Math.fround(g[i]! + wd * w[i]!);
+        const gi = Math.fround(g[i]! + wd * w0[i]!);
         const mi = (m[i] = b1 * m[i]! + (1 - b1) * gi);
         const vi = (v[i] = b2 * v[i]! + (1 - b2) * gi * gi);
-        w[i] = w[i]! - (mi / (Math.sqrt(vi) / bc2Sqrt + eps)) * stepSize;
+        w[i] = w0[i]! - (mi / (Math.sqrt(vi) / bc2Sqrt + eps)) * stepSize;
       }
       tf.tidy(() => p.assign(tf.tensor(w, p.shape)));
     }
