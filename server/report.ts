@@ -36,12 +36,12 @@ function alarmsText(a: FalseAlarms | undefined, what: string): string {
 }
 
 /** Where the oracle is: its threshold, or that detecting nothing is best. */
-export function oracleWhere(o: OracleMiou): string {
+function oracleWhere(o: OracleMiou): string {
   return o.detectsNothing ? '(detecting nothing is best)' : `at −log NFA > ${o.threshold}`;
 }
 
 /** What a user can do when no threshold beats detecting nothing. */
-export const NOTHING_BEST =
+const NOTHING_BEST =
   '  no threshold beats detecting nothing: this model\'s maps do not separate the defects from normal texture well enough (see pixel AUROC and AUPRO). The threshold cannot fix that; stronger features can (a GPU backbone, or resnet50 / resnet18), or training longer.';
 
 /** The threshold section: what decided "defect", and how often it is wrong on normal images. */

@@ -19,9 +19,8 @@ const data = (dir: string) => join(dir, 'data', 'grid');
 const LONG = ['--backbone', 'builtin:filters', '--input-size', '32', '--epochs', '400', '--batch', '2', '--validate-every', '0'];
 const ENV = { ...process.env, UFLOW_BACKEND: 'wasm', NO_COLOR: '1', UFLOW_TRAIN_WORKERS: '1' };
 
-/** Starts a long training in a fresh train dir, waits for `ready` in its output, then sends the signals. */
 /**
- * Starts a long training, waits for `ready` in its output (then `delayMs`), and sends `signals`
+ * Starts a long training in a fresh train dir, waits for `ready` in its output (then `delayMs`), and sends `signals`
  * `gapMs` apart; with `ack`, each signal after the first is sent as soon as `ack` has appeared in
  * the output (the process has taken the previous one), instead of after a fixed gap.
  */
