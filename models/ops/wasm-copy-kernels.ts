@@ -46,7 +46,7 @@ function copyRow(heap: Int32Array, dst: number, src: number, n: number): void {
 
 /**
  * Copies the box `size` starting at `begin` of a row-major tensor of `shape` (at word `src`) to a
- * contiguous destination (at word `dst`). Leading axes are merged where the box spans them whole.
+ * contiguous destination (at word `dst`). Trailing axes the box spans whole are merged into one row.
  */
 function copyBox(heap: Int32Array, src: number, shape: readonly number[], begin: readonly number[], size: readonly number[], dst: number): void {
   const rank = shape.length;
